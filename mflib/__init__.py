@@ -1,0 +1,51 @@
+"""mflib: the computational core of *Mean-Field Lectures*.
+
+One concept per module; the book's chapters call these functions and the tests check them against
+closed forms. Submodules are imported lazily, so ``import mflib as mf; mf.problems`` works without
+importing every dependency up front.
+
+Modules
+-------
+activations   scalar activations sigma and their derivatives (chapter 1)
+network       two-layer networks in the mean-field and NTK scalings (chapters 1, 6)
+problems      data distributions with exact potentials V, U and population risk (chapters 2-4)
+approximation Maurey sampling and Barron-type rates (chapter 1)
+sgd           one-pass SGD as N interacting particles (chapters 2, 4)
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+_SUBMODULES = {
+    "activations",
+    "approximation",
+    "chaos",
+    "jko",
+    "kernels",
+    "network",
+    "ntk",
+    "pde",
+    "plotting",
+    "problems",
+    "sgd",
+    "statics",
+    "transport",
+    "validation",
+}
+
+__all__ = sorted(_SUBMODULES)
+
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        module = importlib.import_module(f"{__name__}.{name}")
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module 'mflib' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | _SUBMODULES)

@@ -1,0 +1,378 @@
+r"""Learning problems with exact population potentials (chapters 2, 3 and 4).
+
+A :class:`Problem` is a data distribution :math:`(x, y) \sim P` together with a neuron
+:math:`\sigma_*(x; w) = \sigma(\langle w, x\rangle)` (here :math:`\theta = w`). It knows
+
+.. math::
+
+    V(w) = -E[y\,\sigma(\langle w, x\rangle)], \qquad
+    U(w, w') = E[\sigma(\langle w, x\rangle)\,\sigma(\langle w', x\rangle)],
+
+and therefore the exact population risk of :math:`f_N(x) = \frac1N\sum_i \sigma(\langle w_i,x\rangle)`,
+
+.. math::
+
+    R_N(w_1,\dots,w_N) = E[y^2] + \frac2N\sum_i V(w_i) + \frac1{N^2}\sum_{i,j} U(w_i, w_j),
+
+and the mean-field potential :math:`\Psi(w;\rho) = V(w) + \int U(w, w')\,\rho(dw')` with its gradient.
+
+All inputs are centred Gaussian mixtures, so everything reduces to the Gaussian pair expectation
+:math:`k(A, B, C) = E[\sigma(u)\sigma(v)]` with :math:`\operatorname{Var}u = A = w^\top\Sigma w`,
+:math:`\operatorname{Var}v = B = w'^\top\Sigma w'`, :math:`\operatorname{Cov}(u,v) = C = w^\top\Sigma w'`.
+For ReLU it is the degree-1 arc-cosine formula (Cho and Saul 2009)
+
+.. math::
+
+    k(A,B,C) = \frac{1}{2\pi}\Big(\sqrt{AB - C^2} + (\pi - \vartheta)\,C\Big),\qquad
+    \cos\vartheta = C/\sqrt{AB},
+
+with :math:`\nabla_w U = \frac{1}{2\pi}\big((\pi-\vartheta)\,\Sigma w' + \sqrt{AB-C^2}\,\Sigma w/A\big)`;
+for any other activation :math:`k` comes from the kink-aware quadrature of :mod:`mflib.quadrature`
+(accuracy pinned by the tests at 1e-8 or better).
+
+Problems
+--------
+:class:`AnisotropicGaussians`
+    Mei-Montanari-Nguyen (2018): centred Gaussians with covariances
+    :math:`\Sigma_\pm = \mathrm{diag}((1\pm\Delta)^2 I_{s_0}, I_{d-s_0})`, labels :math:`y = \pm 1`.
+:class:`TeacherStudent`
+    :math:`x \sim \mathcal N(0, I_d)`, :math:`y = f_*(x) + \text{noise}` with a two-layer teacher
+    :math:`f_*(x) = \frac1M\sum_j a_j\sigma(\langle w^*_j, x\rangle)`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+from . import activations as _act
+from . import quadrature as _quad
+from .validation import as_array, check_int, check_real, check_rng
+
+_SQRT_2PI = np.sqrt(2.0 * np.pi)
+
+
+# ----------------------------------------------------------------------------------------------
+# Gaussian expectations for one centred Gaussian component with diagonal covariance.
+# ----------------------------------------------------------------------------------------------
+def _pair_moments(W1, W2, cov):
+    """A (N1,), B (N2,), C (N1, N2) for the diagonal covariance vector ``cov`` (d,)."""
+    SW2 = W2 * cov
+    A = np.einsum("ij,ij->i", W1 * cov, W1)
+    B = np.einsum("ij,ij->i", SW2, W2)
+    C = W1 @ SW2.T
+    return A, B, C
+
+
+def _relu_k(A, B, C):
+    """Arc-cosine k(A, B, C) and the two coefficients of its w-gradient.
+
+    Returns k, gA, gC with grad_w k = gA * Sigma w + gC * Sigma w'.
+    """
+    AB = A[:, None] * B[None, :]
+    sq = np.sqrt(AB)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cos = np.where(sq > 0, C / sq, 1.0)
+    theta = np.arccos(np.clip(cos, -1.0, 1.0))
+    root = np.sqrt(np.maximum(AB - C * C, 0.0))
+    k = (root + (np.pi - theta) * C) / (2.0 * np.pi)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gA = np.where(A[:, None] > 0, root / A[:, None], 0.0) / (2.0 * np.pi)
+    gC = (np.pi - theta) / (2.0 * np.pi)
+    return k, gA, gC
+
+
+def _generic_k(act, A, B, C, grad: bool):
+    """Quadrature version of k, and (if grad) the w-gradient coefficients.
+
+    gC = E[sigma'(u) sigma'(v)] (Price's theorem); gA = 2 dk/dA by a central difference in A,
+    whose truncation error O(h^2) with h = 1e-4 A is below the quadrature's own error.
+    """
+    AA, BB = np.broadcast_to(A[:, None], C.shape), np.broadcast_to(B[None, :], C.shape)
+    s, kk = act.sigma, act.kinks
+    k = _quad.gauss_expect_pair(s, s, kk, kk, AA, BB, C)
+    if not grad:
+        return k, None, None
+    ds = act.dsigma
+    gC = _quad.gauss_expect_pair(ds, ds, kk, kk, AA, BB, C)
+    h = 1e-4 * np.maximum(AA, 1e-12)
+    # Keep the correlation admissible: C^2 <= (A - h) B.
+    Cs = np.clip(C, -np.sqrt(np.maximum(AA - h, 0) * BB), np.sqrt(np.maximum(AA - h, 0) * BB))
+    kp = _quad.gauss_expect_pair(s, s, kk, kk, AA + h, BB, Cs)
+    km = _quad.gauss_expect_pair(s, s, kk, kk, AA - h, BB, Cs)
+    gA = (kp - km) / h          # 2 * dk/dA
+    return k, gA, gC
+
+
+class Problem(ABC):
+    r"""A data distribution with a neuron :math:`\sigma(\langle w, x\rangle)` and exact potentials.
+
+    Subclasses define :meth:`sample`, :attr:`Ey2`, :meth:`V`, :meth:`U` and the gradients; this
+    class derives the risk, :math:`\Psi` and :math:`\nabla\Psi` from them.
+    """
+
+    d: int
+    activation: _act.Activation
+
+    @property
+    @abstractmethod
+    def Ey2(self) -> float:
+        """:math:`E[y^2]`."""
+
+    @abstractmethod
+    def sample(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Draw ``n`` i.i.d. pairs: ``X`` (n, d), ``y`` (n,)."""
+
+    @abstractmethod
+    def V(self, W) -> np.ndarray:
+        """External potential :math:`V(w_i)`, shape (N,)."""
+
+    @abstractmethod
+    def U(self, W1, W2=None) -> np.ndarray:
+        """Interaction :math:`U(w_i, w'_j)`, shape (N1, N2) (``W2`` defaults to ``W1``)."""
+
+    @abstractmethod
+    def grad_V(self, W) -> np.ndarray:
+        r""":math:`\nabla V(w_i)`, shape (N, d)."""
+
+    @abstractmethod
+    def _grad_U_coeffs(self, W1, W2):
+        """List of (cov, gA, gC): grad_w U(w_i, w'_j) = sum cov*(gA_ij w_i + gC_ij w'_j)."""
+
+    # -- derived quantities ------------------------------------------------------------------
+    def _W(self, W, name="W") -> np.ndarray:
+        W = as_array(W, name, ndim=2)
+        if W.shape[1] != self.d:
+            raise ValueError(f"{name} must have d = {self.d} columns, got shape {W.shape}")
+        if W.shape[0] == 0:
+            raise ValueError(f"{name} must have at least one row (N >= 1), got shape {W.shape}")
+        return W
+
+    def grad1_U(self, W1, W2=None) -> np.ndarray:
+        r""":math:`\nabla_w U(w_i, w'_j)`, shape (N1, N2, d). Memory :math:`N_1 N_2 d`."""
+        W1 = self._W(W1, "W1")
+        W2 = W1 if W2 is None else self._W(W2, "W2")
+        out = np.zeros((W1.shape[0], W2.shape[0], self.d))
+        for cov, gA, gC in self._grad_U_coeffs(W1, W2):
+            out += gA[:, :, None] * (W1 * cov)[:, None, :] + gC[:, :, None] * (W2 * cov)[None, :, :]
+        return out
+
+    def Psi(self, W, W_rho) -> np.ndarray:
+        r""":math:`\Psi(w_i;\rho) = V(w_i) + \frac1M\sum_j U(w_i, w'_j)` for :math:`\rho` the
+        empirical measure of the rows of ``W_rho`` (M, d). Shape (N,)."""
+        W = self._W(W)
+        W_rho = self._W(W_rho, "W_rho")
+        return self.V(W) + self.U(W, W_rho).mean(axis=1)
+
+    def grad_Psi(self, W, W_rho) -> np.ndarray:
+        r""":math:`\nabla_w\Psi(w_i;\rho)`, shape (N, d), without forming the (N, M, d) array."""
+        W = self._W(W)
+        W_rho = self._W(W_rho, "W_rho")
+        M = W_rho.shape[0]
+        g = self.grad_V(W)
+        for cov, gA, gC in self._grad_U_coeffs(W, W_rho):
+            g += (gA.mean(axis=1)[:, None] * W + (gC @ W_rho) / M) * cov
+        return g
+
+    def risk(self, W) -> float:
+        r"""Exact population risk :math:`R_N` of :math:`f_N` with neurons the rows of ``W``."""
+        W = self._W(W)
+        N = W.shape[0]
+        return float(self.Ey2 + 2.0 * self.V(W).sum() / N + self.U(W).sum() / N**2)
+
+    def empirical_risk(self, W, X, y) -> float:
+        r"""Monte Carlo risk :math:`\frac1n\sum_j (y_j - f_N(x_j))^2` on samples (X, y)."""
+        W = self._W(W)
+        X = as_array(X, "X", ndim=2)
+        y = as_array(y, "y", shape=(X.shape[0],))
+        f = self.activation.sigma(X @ W.T).mean(axis=1)
+        return float(np.mean((y - f) ** 2))
+
+
+class _CentredGaussianMixture(Problem):
+    """Shared machinery: x | class c ~ N(0, diag(cov_c)) with class weights pi_c."""
+
+    components: list[tuple[float, np.ndarray]]      # (weight, diagonal covariance (d,))
+
+    def _k(self, W1, W2, cov, grad=False):
+        A, B, C = _pair_moments(W1, W2, cov)
+        if self.activation is _act.relu:
+            return _relu_k(A, B, C)
+        return _generic_k(self.activation, A, B, C, grad)
+
+    def U(self, W1, W2=None) -> np.ndarray:
+        W1 = self._W(W1, "W1")
+        W2 = W1 if W2 is None else self._W(W2, "W2")
+        return sum(p * self._k(W1, W2, cov)[0] for p, cov in self.components)
+
+    def _grad_U_coeffs(self, W1, W2):
+        out = []
+        for p, cov in self.components:
+            _, gA, gC = self._k(W1, W2, cov, grad=True)
+            out.append((cov, p * gA, p * gC))
+        return out
+
+    def _mean_sigma(self, W, cov):
+        """E[sigma(<w, x>)] and the coefficient g with grad_w = g * Sigma w, for x ~ N(0, Sigma)."""
+        A = np.einsum("ij,ij->i", W * cov, W)
+        if self.activation is _act.relu:
+            s = np.sqrt(A)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                g = np.where(s > 0, 1.0 / (_SQRT_2PI * s), 0.0)
+            return s / _SQRT_2PI, g
+        act = self.activation
+        m = _quad.gauss_expect(act.sigma, act.kinks, A)
+        # Stein: E[sigma'(u) x] = Sigma w E[sigma'(u) u] / A.
+        Eu = _quad.gauss_expect(lambda u: act.dsigma(u) * u, act.kinks, A)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            g = np.where(A > 0, Eu / A, 0.0)
+        return m, g
+
+
+class AnisotropicGaussians(_CentredGaussianMixture):
+    r"""Centred anisotropic Gaussians (Mei, Montanari and Nguyen 2018; the seed slides' example).
+
+    With probability 1/2, :math:`y = +1` and :math:`x \sim \mathcal N(0, \Sigma_+)`; otherwise
+    :math:`y = -1` and :math:`x \sim \mathcal N(0, \Sigma_-)`, where
+    :math:`\Sigma_\pm = \mathrm{diag}((1\pm\Delta)^2 I_{s_0}, I_{d-s_0})`. Only the first
+    :math:`s_0` coordinates (the subspace :math:`V`) carry information. Then :math:`E y^2 = 1`,
+
+    .. math::
+
+        V(w) = -\tfrac12\big(E_+\sigma(\langle w,x\rangle) - E_-\sigma(\langle w,x\rangle)\big),
+        \qquad U(w,w') = \tfrac12\big(k_+(w,w') + k_-(w,w')\big),
+
+    and for ReLU :math:`V(w) = -(s_+(w) - s_-(w))/(2\sqrt{2\pi})` with
+    :math:`s_\pm(w)^2 = (1\pm\Delta)^2|P_V w|^2 + |P_V^\perp w|^2`.
+
+    Parameters
+    ----------
+    d : int
+        Dimension, >= 1.
+    s0 : int
+        Informative dimensions, 1 <= s0 <= d.
+    delta : float
+        Anisotropy :math:`\Delta \in [0, 1)`.
+    activation : str or Activation
+        Default ``"relu"`` (closed forms); others use quadrature.
+    """
+
+    def __init__(self, d: int, s0: int, delta: float, activation="relu"):
+        self.d = check_int(d, "d", minimum=1)
+        self.s0 = check_int(s0, "s0", minimum=1)
+        if self.s0 > self.d:
+            raise ValueError(f"s0 must be <= d = {self.d} (informative dimensions), got {s0}")
+        self.delta = check_real(delta, "delta", low=0.0, high=1.0, high_open=True)
+        self.activation = _act.get(activation)
+        self.cov_plus = np.ones(self.d)
+        self.cov_plus[: self.s0] = (1.0 + self.delta) ** 2
+        self.cov_minus = np.ones(self.d)
+        self.cov_minus[: self.s0] = (1.0 - self.delta) ** 2
+        self.components = [(0.5, self.cov_plus), (0.5, self.cov_minus)]
+
+    def __repr__(self) -> str:
+        return (f"AnisotropicGaussians(d={self.d}, s0={self.s0}, delta={self.delta}, "
+                f"activation={self.activation.name!r})")
+
+    @property
+    def Ey2(self) -> float:
+        return 1.0
+
+    def sample(self, n: int, rng: np.random.Generator):
+        n = check_int(n, "n", minimum=0)
+        rng = check_rng(rng)
+        y = np.where(rng.random(n) < 0.5, 1.0, -1.0)
+        X = rng.standard_normal((n, self.d))
+        X[:, : self.s0] *= (1.0 + self.delta * y)[:, None]
+        return X, y
+
+    def V(self, W) -> np.ndarray:
+        W = self._W(W)
+        mp, _ = self._mean_sigma(W, self.cov_plus)
+        mm, _ = self._mean_sigma(W, self.cov_minus)
+        return -0.5 * (mp - mm)
+
+    def grad_V(self, W) -> np.ndarray:
+        W = self._W(W)
+        _, gp = self._mean_sigma(W, self.cov_plus)
+        _, gm = self._mean_sigma(W, self.cov_minus)
+        return -0.5 * (gp[:, None] * W * self.cov_plus - gm[:, None] * W * self.cov_minus)
+
+    def radii(self, W) -> np.ndarray:
+        r"""Reduced coordinates :math:`(r_1, r_2) = (|P_V w|, |P_V^\perp w|)`, shape (N, 2)."""
+        W = self._W(W)
+        return np.stack([np.linalg.norm(W[:, : self.s0], axis=1),
+                         np.linalg.norm(W[:, self.s0:], axis=1)], axis=1)
+
+
+class TeacherStudent(_CentredGaussianMixture):
+    r"""Teacher-student regression with Gaussian inputs.
+
+    :math:`x \sim \mathcal N(0, I_d)` and :math:`y = f_*(x) + \xi`, :math:`\xi \sim \mathcal
+    N(0, \text{noise\_std}^2)` independent, with the teacher
+    :math:`f_*(x) = \frac1M\sum_{j=1}^M a_j\,\sigma(\langle w^*_j, x\rangle)`. Then
+
+    .. math::
+
+        V(w) = -\frac1M\sum_j a_j\,U(w, w^*_j),\qquad
+        E y^2 = \frac1{M^2}\sum_{j,l} a_j a_l U(w^*_j, w^*_l) + \text{noise\_std}^2,
+
+    and the minimal risk over all functions is ``noise_std**2``.
+
+    Parameters
+    ----------
+    W_teacher : array, shape (M, d)
+    a_teacher : array, shape (M,), optional (default all ones)
+    noise_std : float, >= 0
+    activation : str or Activation
+    """
+
+    def __init__(self, W_teacher, a_teacher=None, noise_std: float = 0.0, activation="relu"):
+        Wt = as_array(W_teacher, "W_teacher", ndim=2)
+        if Wt.shape[0] == 0 or Wt.shape[1] == 0:
+            raise ValueError(f"W_teacher must have shape (M, d) with M, d >= 1, got {Wt.shape}")
+        self.d = Wt.shape[1]
+        self.W_teacher = Wt
+        M = Wt.shape[0]
+        self.a_teacher = (np.ones(M) if a_teacher is None
+                          else as_array(a_teacher, "a_teacher", shape=(M,)))
+        self.noise_std = check_real(noise_std, "noise_std", low=0.0)
+        self.activation = _act.get(activation)
+        self.components = [(1.0, np.ones(self.d))]
+        Ut = self.U(Wt)
+        self._Ey2 = float(self.a_teacher @ Ut @ self.a_teacher / M**2 + self.noise_std**2)
+
+    def __repr__(self) -> str:
+        return (f"TeacherStudent(d={self.d}, M={self.W_teacher.shape[0]}, "
+                f"noise_std={self.noise_std}, activation={self.activation.name!r})")
+
+    @property
+    def Ey2(self) -> float:
+        return self._Ey2
+
+    def teacher(self, X) -> np.ndarray:
+        """:math:`f_*(x)` for rows of X, shape (n,)."""
+        X = as_array(X, "X", ndim=2)
+        return self.activation.sigma(X @ self.W_teacher.T) @ self.a_teacher / self.W_teacher.shape[0]
+
+    def sample(self, n: int, rng: np.random.Generator):
+        n = check_int(n, "n", minimum=0)
+        rng = check_rng(rng)
+        X = rng.standard_normal((n, self.d))
+        y = self.teacher(X)
+        if self.noise_std > 0:
+            y = y + self.noise_std * rng.standard_normal(n)
+        return X, y
+
+    def V(self, W) -> np.ndarray:
+        W = self._W(W)
+        return -(self.U(W, self.W_teacher) @ self.a_teacher) / self.W_teacher.shape[0]
+
+    def grad_V(self, W) -> np.ndarray:
+        W = self._W(W)
+        M = self.W_teacher.shape[0]
+        g = np.zeros_like(W)
+        for cov, gA, gC in self._grad_U_coeffs(W, self.W_teacher):
+            g -= ((gA @ self.a_teacher)[:, None] * W + (gC * self.a_teacher) @ self.W_teacher) * cov / M
+        return g

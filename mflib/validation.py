@@ -1,0 +1,67 @@
+"""Input validation shared by every public function of mflib.
+
+Each helper raises a ``ValueError`` (or ``TypeError``) whose message names the argument and says
+what was expected, so that a reader who passes a wrong shape learns what to fix.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+
+def as_array(x, name: str, ndim: int | None = None, shape: tuple | None = None,
+             dtype=np.float64, finite: bool = True) -> np.ndarray:
+    """Convert ``x`` to a float array and check its rank, shape and finiteness.
+
+    ``shape`` may contain ``None`` for free axes.
+    """
+    try:
+        arr = np.asarray(x, dtype=dtype)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be an array of real numbers, got {type(x).__name__}") from exc
+    if ndim is not None and arr.ndim != ndim:
+        raise ValueError(f"{name} must be a {ndim}-D array, got shape {arr.shape}")
+    if shape is not None:
+        if arr.ndim != len(shape) or any(s is not None and s != a for s, a in zip(shape, arr.shape)):
+            want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
+            raise ValueError(f"{name} must have shape {want}, got {arr.shape}")
+    if finite and arr.size and not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains NaN or inf values")
+    return arr
+
+
+def check_int(x, name: str, minimum: int | None = None, maximum: int | None = None) -> int:
+    """Check that ``x`` is an integer in ``[minimum, maximum]``."""
+    if isinstance(x, bool) or not isinstance(x, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {x!r}")
+    x = int(x)
+    if minimum is not None and x < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {x}")
+    if maximum is not None and x > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {x}")
+    return x
+
+
+def check_real(x, name: str, low: float | None = None, high: float | None = None,
+               low_open: bool = False, high_open: bool = False) -> float:
+    """Check that ``x`` is a finite real number in the given (half-)open or closed interval."""
+    if isinstance(x, bool) or not isinstance(x, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {x!r}")
+    x = float(x)
+    if not np.isfinite(x):
+        raise ValueError(f"{name} must be finite, got {x}")
+    if low is not None and (x < low or (low_open and x == low)):
+        raise ValueError(f"{name} must be {'>' if low_open else '>='} {low}, got {x}")
+    if high is not None and (x > high or (high_open and x == high)):
+        raise ValueError(f"{name} must be {'<' if high_open else '<='} {high}, got {x}")
+    return x
+
+
+def check_rng(rng, name: str = "rng") -> np.random.Generator:
+    """Require a ``numpy.random.Generator`` (mflib never touches global random state)."""
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"{name} must be a numpy.random.Generator (np.random.default_rng(seed)), "
+                        f"got {type(rng).__name__}")
+    return rng
