@@ -16,6 +16,7 @@ sgd           one-pass SGD as N interacting particles (chapters 2, 4)
 from __future__ import annotations
 
 import importlib
+import importlib.util
 
 __version__ = "0.1.0"
 
@@ -40,7 +41,7 @@ __all__ = sorted(_SUBMODULES)
 
 
 def __getattr__(name: str):
-    if name in _SUBMODULES:
+    if not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
         module = importlib.import_module(f"{__name__}.{name}")
         globals()[name] = module
         return module
