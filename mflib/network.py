@@ -87,8 +87,8 @@ def forward(X, W, a=None, b=None, activation="relu", scaling: str = "mean_field"
     -------
     f : array, shape (n,)
     """
-    c = scale_factor(np.shape(W)[0] if np.ndim(W) == 2 else 0, scaling)
-    return c * neuron_outputs(X, W, a, b, activation).sum(axis=1)
+    S = neuron_outputs(X, W, a, b, activation)
+    return scale_factor(S.shape[1], scaling) * S.sum(axis=1)
 
 
 class NeuronGradients(NamedTuple):

@@ -1,0 +1,85 @@
+# Mean-Field Lectures. Two commands matter: `make book` and `make test` (see README.md).
+# Every step runs under a timeout so that a hung kernel or browser fails the run instead of stalling.
+SHELL := /bin/bash
+.ONESHELL:
+.SHELLFLAGS := -eo pipefail -c
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | sha1sum | cut -c1-12)
+NOTEBOOKS := $(shell $(PY) .ci/toc_notebooks.py)
+SANITIZE  := tests/nbval_sanitize.cfg
+export MFLIB_PROGRESS := 0
+export PYDEVD_DISABLE_FILE_VALIDATION := 1
+export OMP_NUM_THREADS ?= 2
+export MPLBACKEND := Agg
+
+.PHONY: book test lab bench notebooks pytest nbval html sitecheck lint venv vendor chromium clean
+
+$(STAMP): requirements.txt pyproject.toml
+	@echo "== creating $(VENV) from requirements.txt"
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	timeout 1200 $(BIN)/pip install -q --disable-pip-version-check -r requirements.txt
+	timeout 300 $(BIN)/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	rm -f $(VENV)/.installed-*; touch $(STAMP)
+
+venv: $(STAMP)
+
+vendor:
+	timeout 300 bash .ci/vendor_js.sh
+
+chromium:
+	command -v chromium >/dev/null || { echo "== installing Debian chromium"; \
+	  timeout 600 bash -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null'; }
+
+## make book: execute every notebook afresh and build the HTML into _build/html
+book: venv vendor
+	sed 's/execute_notebooks: "off"/execute_notebooks: "force"/' _config.yml > _build_config.yml
+	trap 'rm -f _build_config.yml' EXIT
+	timeout 1800 $(BIN)/jb build . --config _build_config.yml -W -n --keep-going
+	@echo "Open _build/html/index.html in a browser."
+
+## make test: everything CI checks, with the time each part took
+test: venv vendor chromium
+	t0=$$(date +%s); declare -A took
+	run() { local name=$$1; shift; local s=$$(date +%s); echo "== $$name"; "$$@"; took[$$name]=$$(( $$(date +%s) - s )); }
+	run lint   $(MAKE) --no-print-directory lint
+	run pytest $(MAKE) --no-print-directory pytest
+	run nbval  $(MAKE) --no-print-directory nbval
+	run html   $(MAKE) --no-print-directory html
+	run site   $(MAKE) --no-print-directory sitecheck
+	echo "== make test passed; seconds per part:"
+	for k in lint pytest nbval html site; do printf '   %-7s %5ss\n' $$k $${took[$$k]}; done
+	echo "   total   $$(( $$(date +%s) - t0 ))s"
+
+lint: venv
+	timeout 120 $(BIN)/ruff check mflib tests benchmarks .ci
+
+pytest: venv
+	timeout 900 $(BIN)/pytest tests -p no:cacheprovider --durations=8
+
+nbval: venv
+	timeout 1800 $(BIN)/pytest -p no:cacheprovider --nbval $(NOTEBOOKS) --nbval-sanitize-with $(SANITIZE) \
+	  --nbval-cell-timeout=300 --durations=0 -o addopts="" -o testpaths=""
+
+html: venv vendor
+	rm -rf _build/html _build/.doctrees
+	timeout 900 $(BIN)/jb build . -W -n --keep-going
+
+sitecheck: venv chromium
+	timeout 600 $(BIN)/python tests/check_site.py _build/html --screenshots _build/screenshots
+
+## make notebooks: re-execute the notebooks in place (authors: after changing mflib or a chapter)
+notebooks: venv
+	for nb in $(NOTEBOOKS); do echo "== $$nb"; timeout 600 $(BIN)/jupyter nbconvert --to notebook --execute \
+	  --inplace --ExecutePreprocessor.timeout=300 $$nb; done
+
+## make lab: JupyterLab with live widgets on the chapters
+lab: venv
+	MFLIB_PROGRESS=1 $(BIN)/jupyter lab book/
+
+bench: venv
+	$(BIN)/python benchmarks/bench_sgd.py
+
+clean:
+	rm -rf _build _build_config.yml

@@ -1,0 +1,138 @@
+r"""Networks as measures and Maurey's sampling argument (chapter 1).
+
+A target that is itself an infinite-width network, :math:`f(x) = \int \sigma(\langle w,x\rangle)\,
+\rho(dw)`, is approximated by :math:`f_N(x) = \frac1N\sum_i \sigma(\langle w_i, x\rangle)` with
+:math:`w_i \sim \rho` i.i.d. Since :math:`E f_N = f` pointwise,
+
+.. math::
+
+    E\,\|f - f_N\|_{L^2(P)}^2 = \frac{1}{N}\Big(\int U(w, w)\,\rho(dw) - \|f\|^2\Big),
+
+the rate :math:`1/N` of Maurey (Pisier 1981) and Barron (1993), with a constant set by
+:math:`\rho` and not by the dimension.
+
+:class:`GaussianReluTarget` makes every term exact: :math:`x \sim \mathcal N(0, I_d)`,
+:math:`\sigma = \mathrm{ReLU}`, :math:`\rho = \mathcal N(0, I_d/d)`. Then
+:math:`f(x) = |x|/\sqrt{2\pi d}`, :math:`\|f\|^2 = 1/(2\pi)`, :math:`\int U(w,w)\,d\rho = 1/2`, and
+for a neuron :math:`w`,
+
+.. math::
+
+    \langle f, \sigma(\langle w, \cdot\rangle)\rangle = \frac{|w|\,c_d}{\sqrt{2\pi d}},\qquad
+    c_d = E[z_+ |x|] = \frac{d}{\sqrt{2\pi}\,E|x|},\quad
+    E|x| = \sqrt2\,\frac{\Gamma((d+1)/2)}{\Gamma(d/2)},
+
+(write :math:`x = |x| u` with :math:`u` uniform on the sphere and independent of :math:`|x|`), so
+the error of any finite network :math:`\|f - f_N\|^2 = \|f\|^2 - \frac2N\sum_i\langle f,\sigma_i\rangle
++ \frac1{N^2}\sum_{i,j}U(w_i, w_j)` is computed in closed form (:meth:`GaussianReluTarget.l2_error`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import gammaln
+
+from .problems import TeacherStudent, _relu_k
+from .validation import as_array, check_int, check_rng
+
+
+class GaussianReluTarget:
+    r"""The infinite-width ReLU network :math:`f(x) = E_{w\sim\mathcal N(0,I_d/d)}\,\mathrm{relu}(\langle
+    w,x\rangle) = |x|/\sqrt{2\pi d}` under :math:`x\sim\mathcal N(0, I_d)`.
+
+    Parameters
+    ----------
+    d : int >= 1
+    """
+
+    def __init__(self, d: int):
+        self.d = check_int(d, "d", minimum=1)
+        mean_norm = np.sqrt(2.0) * np.exp(gammaln((self.d + 1) / 2) - gammaln(self.d / 2))
+        self.c_d = self.d / (np.sqrt(2.0 * np.pi) * mean_norm)
+        self.norm2 = 1.0 / (2.0 * np.pi)
+        self.maurey_constant = 0.5 - 1.0 / (2.0 * np.pi)
+
+    def __repr__(self) -> str:
+        return f"GaussianReluTarget(d={self.d})"
+
+    def __call__(self, X) -> np.ndarray:
+        """:math:`f(x)` for the rows of ``X`` (n, d)."""
+        X = as_array(X, "X", ndim=2)
+        if X.shape[1] != self.d:
+            raise ValueError(f"X must have d = {self.d} columns, got shape {X.shape}")
+        return np.linalg.norm(X, axis=1) / np.sqrt(2.0 * np.pi * self.d)
+
+    def sample_neurons(self, N: int, rng: np.random.Generator) -> np.ndarray:
+        r"""Draw :math:`N` neurons :math:`w_i \sim \rho = \mathcal N(0, I_d/d)`, shape (N, d)."""
+        N = check_int(N, "N", minimum=1)
+        rng = check_rng(rng)
+        return rng.standard_normal((N, self.d)) / np.sqrt(self.d)
+
+    def l2_error(self, W) -> float:
+        r"""Exact :math:`\|f - f_N\|^2_{L^2}` for the network with neurons the rows of ``W`` (N, d)."""
+        W = as_array(W, "W", ndim=2)
+        if W.shape[1] != self.d or W.shape[0] == 0:
+            raise ValueError(f"W must have shape (N, {self.d}) with N >= 1, got {W.shape}")
+        N = W.shape[0]
+        A = np.einsum("ij,ij->i", W, W)
+        U = _relu_k(A, A, W @ W.T)[0]
+        cross = np.sqrt(A).sum() * self.c_d / np.sqrt(2.0 * np.pi * self.d)
+        return float(max(self.norm2 - 2.0 * cross / N + U.sum() / N**2, 0.0))
+
+    def expected_l2_error(self, N) -> np.ndarray:
+        r""":math:`E\|f - f_N\|^2 = (1/2 - 1/(2\pi))/N` for :math:`N` i.i.d. neurons."""
+        N = np.asarray(N, dtype=float)
+        if np.any(N < 1):
+            raise ValueError("N must be >= 1")
+        return self.maurey_constant / N
+
+    def as_problem(self, M: int, rng: np.random.Generator) -> TeacherStudent:
+        """A finite teacher with ``M`` neurons drawn from rho (for SGD experiments)."""
+        return TeacherStudent(self.sample_neurons(M, rng))
+
+
+def maurey_errors(target: GaussianReluTarget, Ns, reps: int, rng: np.random.Generator) -> np.ndarray:
+    r"""Exact :math:`\|f - f_N\|^2` for ``reps`` independent draws at each width in ``Ns``.
+
+    Returns an array of shape (len(Ns), reps).
+    """
+    Ns = [check_int(int(N), "Ns", minimum=1) for N in np.atleast_1d(Ns)]
+    reps = check_int(reps, "reps", minimum=1)
+    rng = check_rng(rng)
+    return np.array([[target.l2_error(target.sample_neurons(N, rng)) for _ in range(reps)] for N in Ns])
+
+
+def loglog_fit(x, y, level: float = 0.95):
+    r"""Least-squares fit :math:`\log y = a + s \log x`, with the slope's standard error.
+
+    Returns a dict with ``slope``, ``slope_se``, ``intercept``, ``ci`` (the ``level`` confidence
+    interval of the slope, Student t) and ``band(x)``: a function giving the pointwise confidence
+    band of the fitted line, for plotting.
+    """
+    from scipy import stats
+
+    x = as_array(x, "x", ndim=1)
+    y = as_array(y, "y", shape=(x.size,))
+    if x.size < 3:
+        raise ValueError(f"x must have at least 3 points for a slope with an error bar, got {x.size}")
+    if np.any(x <= 0) or np.any(y <= 0):
+        raise ValueError("x and y must be positive for a log-log fit")
+    lx, ly = np.log(x), np.log(y)
+    n = x.size
+    A = np.stack([np.ones(n), lx], axis=1)
+    coef, res, *_ = np.linalg.lstsq(A, ly, rcond=None)
+    resid = ly - A @ coef
+    s2 = resid @ resid / (n - 2)
+    cov = s2 * np.linalg.inv(A.T @ A)
+    t = stats.t.ppf(0.5 + level / 2, n - 2)
+    se = float(np.sqrt(cov[1, 1]))
+
+    def band(xq):
+        lq = np.log(np.asarray(xq, dtype=float))
+        Aq = np.stack([np.ones_like(lq), lq], axis=-1)
+        mid = Aq @ coef
+        half = t * np.sqrt(np.einsum("...i,ij,...j->...", Aq, cov, Aq))
+        return np.exp(mid - half), np.exp(mid), np.exp(mid + half)
+
+    return {"slope": float(coef[1]), "slope_se": se, "intercept": float(coef[0]),
+            "ci": (float(coef[1] - t * se), float(coef[1] + t * se)), "band": band}

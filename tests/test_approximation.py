@@ -1,0 +1,56 @@
+"""Chapter 1: the exact L2 error of Maurey sampling, its expectation and the log-log fit."""
+
+import numpy as np
+import pytest
+
+import mflib as mf
+
+
+@pytest.mark.parametrize("d", [1, 3, 20])
+def test_l2_error_against_monte_carlo(rng, d):
+    t = mf.approximation.GaussianReluTarget(d)
+    W = t.sample_neurons(25, rng)
+    X = rng.standard_normal((300_000, d))
+    sq = (t(X) - np.maximum(X @ W.T, 0).mean(axis=1)) ** 2
+    assert abs(t.l2_error(W) - sq.mean()) < 5 * sq.std() / np.sqrt(sq.size)
+
+
+@pytest.mark.parametrize("d", [2, 50, 2000])
+def test_cross_term_averages_to_norm(rng, d):
+    """E_w <f, sigma_w> = ||f||^2 = 1/(2 pi): checks c_d = d / (sqrt(2 pi) E|x|) in every d."""
+    t = mf.approximation.GaussianReluTarget(d)
+    W = t.sample_neurons(200_000, rng)
+    vals = np.linalg.norm(W, axis=1) * t.c_d / np.sqrt(2 * np.pi * d)
+    assert abs(vals.mean() - t.norm2) < 5 * vals.std() / np.sqrt(vals.size)
+
+
+def test_expected_error_is_dimension_free_maurey_rate(rng):
+    for d in (2, 100):
+        t = mf.approximation.GaussianReluTarget(d)
+        E = mf.approximation.maurey_errors(t, [8, 64], reps=400, rng=rng)
+        expected = t.expected_l2_error(np.array([8, 64]))
+        se = E.std(axis=1, ddof=1) / np.sqrt(E.shape[1])
+        assert np.all(np.abs(E.mean(axis=1) - expected) < 5 * se)
+
+
+def test_loglog_fit_recovers_slope(rng):
+    x = np.logspace(0, 3, 12)
+    y = 2.0 * x**-0.5 * np.exp(0.01 * rng.standard_normal(12))
+    fit = mf.approximation.loglog_fit(x, y)
+    assert abs(fit["slope"] + 0.5) < 4 * fit["slope_se"] + 1e-3
+    lo, mid, hi = fit["band"](x)
+    assert np.all(lo <= mid) and np.all(mid <= hi)
+    with pytest.raises(ValueError, match="positive"):
+        mf.approximation.loglog_fit([1, 2, 3], [1, -1, 1])
+    with pytest.raises(ValueError, match="at least 3"):
+        mf.approximation.loglog_fit([1, 2], [1, 1])
+
+
+def test_validation():
+    with pytest.raises(ValueError, match="d must be >= 1"):
+        mf.approximation.GaussianReluTarget(0)
+    t = mf.approximation.GaussianReluTarget(3)
+    with pytest.raises(ValueError, match="W must have shape"):
+        t.l2_error(np.ones((2, 4)))
+    with pytest.raises(ValueError, match="N must be >= 1"):
+        t.sample_neurons(0, np.random.default_rng(0))
