@@ -54,3 +54,21 @@ def test_validation():
         t.l2_error(np.ones((2, 4)))
     with pytest.raises(ValueError, match="N must be >= 1"):
         t.sample_neurons(0, np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("d,constant", [(1, 0.25), (2, 0.297), (10, 0.333), (100, 0.340)])
+def test_exercise_ch1_sphere_maurey_constant(rng, d, constant):
+    """Exercise 1.1: with rho uniform on the unit sphere, the Maurey constant
+    int U(w, w) d rho - ||f||^2 takes the values printed in the chapter's solution."""
+    W = rng.standard_normal((400, d))
+    W /= np.linalg.norm(W, axis=1, keepdims=True)
+    X = rng.standard_normal((20_000, d))
+    S = np.maximum(X @ W.T, 0)
+    from scipy.special import gammaln
+    En = np.sqrt(2) * np.exp(gammaln((d + 1) / 2) - gammaln(d / 2))
+    f_exact = np.linalg.norm(X, axis=1) / (np.sqrt(2 * np.pi) * En)
+    diff = (S - f_exact[:, None]).mean(axis=0)       # one unbiased estimate of 0 per neuron
+    assert abs(diff.mean()) < 5 * diff.std(ddof=1) / np.sqrt(diff.size)
+    value = np.mean(S**2) - np.mean(f_exact**2)
+    assert abs(value - constant) < 0.01
+    assert abs(0.5 - d / (2 * np.pi * En**2) - constant) < 6e-4
