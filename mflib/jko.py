@@ -1,0 +1,817 @@
+r"""Backward Euler, proximal steps and the JKO scheme (chapter 5).
+
+Three levels of the same idea, "move downhill, but pay for the distance travelled":
+
+1. **Finite dimension.** For the gradient flow :math:`\dot x = -\nabla F(x)` on
+   :math:`\mathbb R^d`, forward Euler is :math:`x_{k+1} = x_k - \varepsilon\nabla F(x_k)` and
+   backward Euler is :math:`x_{k+1} = x_k - \varepsilon\nabla F(x_{k+1})`, i.e. a stationary point
+   of the proximal problem
+
+   .. math::
+
+       x_{k+1} \in \operatorname*{arg\,min}_x\ F(x) + \frac{|x - x_k|^2}{2\varepsilon},
+
+   which gives the energy inequality
+   :math:`F(x_{k+1}) + |x_{k+1}-x_k|^2/(2\varepsilon) \le F(x_k)` (compare with :math:`x = x_k`).
+   :func:`proximal_step`, :func:`backward_euler`, :func:`forward_euler`, :func:`energy_gaps`.
+
+2. **Measures (JKO).** With the Wasserstein distance in place of :math:`|x - x_k|`,
+   :math:`\rho_{k+1} \in \operatorname{arg\,min}_\rho F(\rho) + W_2(\rho,\rho_k)^2/(2\tau)`
+   (Jordan, Kinderlehrer and Otto 1998). For
+   :math:`F(\rho) = \int V\,d\rho + \beta^{-1}\int\rho\log\rho` on the line, written with quantile
+   particles, it is :func:`fokker_planck_1d`; the exact Ornstein-Uhlenbeck solution for quadratic
+   :math:`V` is :func:`ornstein_uhlenbeck`.
+
+3. **Particles of a network.** With :math:`\rho` the empirical measure of :math:`N` neurons, a
+   JKO step of :math:`F = R/2` is backward Euler for the particle system
+   :math:`\dot w_i = -\nabla\Psi(w_i;\rho_N)`: :func:`particle_implicit_step`,
+   :func:`particle_flow`.
+
+References
+----------
+R. Jordan, D. Kinderlehrer, F. Otto, SIAM J. Math. Anal. 29 (1998) (``jordan1998variational``);
+L. Ambrosio, N. Gigli, G. Savare, *Gradient Flows in Metric Spaces* (``ambrosio2008gradient``);
+F. Santambrogio, *Optimal Transport for Applied Mathematicians*, ch. 8 (``santambrogio2015optimal``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.linalg import solve_banded
+from scipy.optimize import minimize
+from scipy.special import ndtri
+
+from . import progress as _progress
+from .validation import as_array, check_int, check_real
+
+__all__ = [
+    "Objective", "quadratic", "double_well_2d", "amplification",
+    "forward_euler", "proximal_step", "backward_euler", "energy_gaps",
+    "fokker_planck_1d", "free_energy_1d", "gaussian_quantiles", "ornstein_uhlenbeck",
+    "particle_explicit_step", "particle_drift_jacobian", "particle_implicit_step", "particle_flow",
+    "ParticleFlow",
+]
+
+
+class ArgumentTypeError(TypeError, ValueError):
+    """A wrong type for an argument (both a TypeError and a ValueError, so either can be caught)."""
+
+
+class ConvergenceError(RuntimeError):
+    """An inner solver (Newton, trust region, L-BFGS) did not reach its tolerance."""
+
+
+def _check_callable(f, name: str) -> Callable:
+    if not callable(f):
+        raise ArgumentTypeError(f"{name} must be callable, got {type(f).__name__}")
+    return f
+
+
+# ==============================================================================================
+# 1. Finite-dimensional gradient flows
+# ==============================================================================================
+@dataclass(frozen=True)
+class Objective:
+    r"""A smooth function :math:`F:\mathbb R^d\to\mathbb R` with its gradient and Hessian.
+
+    Attributes
+    ----------
+    F : callable, (d,) -> float
+    grad : callable, (d,) -> (d,)
+    hess : callable, (d,) -> (d, d)
+    name : str
+    """
+
+    F: Callable[[np.ndarray], float]
+    grad: Callable[[np.ndarray], np.ndarray]
+    hess: Callable[[np.ndarray], np.ndarray]
+    name: str = "F"
+
+
+def quadratic(A, b=None) -> Objective:
+    r"""The quadratic :math:`F(x) = \tfrac12 x^\top A x - b^\top x` (symmetric ``A`` (d, d)).
+
+    With :math:`A = \operatorname{diag}(1, L)`, :math:`L\gg1`, it is the model stiff problem:
+    forward Euler is stable iff :math:`\varepsilon < 2/\lambda_{\max}(A)`, backward Euler
+    :math:`x_{k+1} = (I+\varepsilon A)^{-1}(x_k + \varepsilon b)` for every :math:`\varepsilon>0`
+    when :math:`A \succeq 0`.
+    """
+    A = as_array(A, "A", ndim=2)
+    if A.shape[0] != A.shape[1] or not np.allclose(A, A.T):
+        raise ValueError(f"A must be a symmetric square matrix, got shape {A.shape}")
+    b = np.zeros(A.shape[0]) if b is None else as_array(b, "b", shape=(A.shape[0],))
+    return Objective(F=lambda x: float(0.5 * x @ A @ x - b @ x),
+                     grad=lambda x: A @ x - b,
+                     hess=lambda x: A.copy(),
+                     name="quadratic")
+
+
+def double_well_2d(k: float = 20.0, c: float = 0.5) -> Objective:
+    r"""A non-convex 2-D function with two minima at :math:`(\pm1, c)` and a stiff valley.
+
+    .. math::
+
+        F(x_1, x_2) = \tfrac14(x_1^2 - 1)^2 + \tfrac k2\,(x_2 - c\,x_1^2)^2 .
+
+    The valley floor :math:`x_2 = c x_1^2` is curved, the walls have curvature :math:`k` (stiff for
+    large ``k``), and :math:`F` is not convex near :math:`x_1 = 0` (a saddle at the origin).
+    """
+    k = check_real(k, "k", low=0.0, low_open=True)
+    c = check_real(c, "c")
+
+    def F(x):
+        u = x[1] - c * x[0] ** 2
+        return float(0.25 * (x[0] ** 2 - 1.0) ** 2 + 0.5 * k * u * u)
+
+    def grad(x):
+        u = x[1] - c * x[0] ** 2
+        return np.array([x[0] * (x[0] ** 2 - 1.0) - 2.0 * k * c * x[0] * u, k * u])
+
+    def hess(x):
+        u = x[1] - c * x[0] ** 2
+        h11 = 3.0 * x[0] ** 2 - 1.0 + 4.0 * k * c * c * x[0] ** 2 - 2.0 * k * c * u
+        h12 = -2.0 * k * c * x[0]
+        return np.array([[h11, h12], [h12, k]])
+
+    return Objective(F=F, grad=grad, hess=hess, name=f"double well (k={k:g}, c={c:g})")
+
+
+def amplification(mu, scheme: str) -> np.ndarray:
+    r"""Growth factor of one Euler step on :math:`\dot x = -\lambda x`, :math:`\mu = \varepsilon\lambda`.
+
+    Forward: :math:`x_{k+1} = (1-\mu)x_k`; backward: :math:`x_{k+1} = x_k/(1+\mu)`. The stability
+    region is where the modulus is at most 1: the disc :math:`|1-\mu|\le1` for forward Euler, the
+    exterior of the disc :math:`|1+\mu|\ge 1` (the whole right half-plane included) for backward.
+
+    Parameters
+    ----------
+    mu : complex array, any shape
+    scheme : {"forward", "backward"}
+
+    Returns
+    -------
+    complex array, the shape of ``mu``
+    """
+    mu = np.asarray(mu, dtype=complex)
+    if scheme == "forward":
+        return 1.0 - mu
+    if scheme == "backward":
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return 1.0 / (1.0 + mu)
+    raise ValueError(f"scheme must be 'forward' or 'backward', got {scheme!r}")
+
+
+def _x0(x0, name="x0") -> np.ndarray:
+    x0 = np.atleast_1d(as_array(x0, name))
+    if x0.ndim != 1:
+        raise ValueError(f"{name} must be a vector (d,), got shape {x0.shape}")
+    return x0
+
+
+def forward_euler(grad_F, x0, eps: float, steps: int) -> np.ndarray:
+    r"""Explicit Euler :math:`x_{k+1} = x_k - \varepsilon\nabla F(x_k)`.
+
+    Parameters
+    ----------
+    grad_F : callable, (d,) -> (d,)
+    x0 : array (d,)
+    eps : float > 0
+    steps : int >= 0
+
+    Returns
+    -------
+    array (steps + 1, d)
+        The iterates; once they overflow, the remaining rows are ``inf``/``nan`` (no exception),
+        so that a blow-up can be plotted.
+    """
+    _check_callable(grad_F, "grad_F")
+    x = _x0(x0)
+    eps = check_real(eps, "eps", low=0.0, low_open=True)
+    steps = check_int(steps, "steps", minimum=0)
+    out = np.empty((steps + 1, x.size))
+    out[0] = x
+    with np.errstate(over="ignore", invalid="ignore"):
+        for k in range(steps):
+            out[k + 1] = out[k] - eps * np.asarray(grad_F(out[k]), dtype=float)
+    return out
+
+
+def proximal_step(F, grad_F, x_k, eps: float, hess_F=None, tol: float = 1e-10,
+                  max_iter: int = 500) -> np.ndarray:
+    r"""One backward-Euler step as a proximal problem, solved by a trust-region Newton method.
+
+    .. math::
+
+        x_{k+1} \in \operatorname*{arg\,min}_x\ \Phi(x),\qquad
+        \Phi(x) = \varepsilon F(x) + \tfrac12|x - x_k|^2 ,
+
+    (the proximal objective :math:`F(x) + |x-x_k|^2/(2\varepsilon)` times :math:`\varepsilon`, so
+    that :math:`\nabla\Phi = \varepsilon\nabla F(x) + x - x_k` is in units of length). The inner
+    solver is :func:`scipy.optimize.minimize` with ``method="trust-exact"`` (Newton's method in a
+    trust region, safe for indefinite Hessians) when ``hess_F`` is given, BFGS otherwise, started
+    at :math:`x_k`. Both accept only steps that decrease :math:`\Phi`, so the result satisfies the
+    energy inequality :math:`F(x_{k+1}) + |x_{k+1}-x_k|^2/(2\varepsilon)\le F(x_k)` even when
+    :math:`F` is not convex and the minimiser found is only local. If round-off in :math:`\Phi`
+    stops the descent early, plain Newton steps on :math:`\nabla\Phi = 0` finish it; they are
+    accepted only if shorter than :math:`10^{-4}(1+|x_k|)` (a local refinement that changes
+    :math:`\Phi` by about the squared residual, so the inequality keeps holding up to round-off).
+    On return the Euler-Lagrange residual :math:`|x_{k+1} - x_k + \varepsilon\nabla F(x_{k+1})|`
+    is at most ``tol`` times
+    :math:`1 + |x_k|`; otherwise a :class:`ConvergenceError` is raised.
+
+    Parameters
+    ----------
+    F : callable, (d,) -> float
+    grad_F : callable, (d,) -> (d,)
+    x_k : array (d,)
+    eps : float > 0
+    hess_F : callable, (d,) -> (d, d), optional
+    tol : float > 0
+    max_iter : int >= 1
+
+    Returns
+    -------
+    array (d,)
+    """
+    _check_callable(F, "F")
+    _check_callable(grad_F, "grad_F")
+    if hess_F is not None:
+        _check_callable(hess_F, "hess_F")
+    xk = _x0(x_k, "x_k")
+    eps = check_real(eps, "eps", low=0.0, low_open=True)
+    tol = check_real(tol, "tol", low=0.0, low_open=True)
+    max_iter = check_int(max_iter, "max_iter", minimum=1)
+    scale = 1.0 + float(np.linalg.norm(xk))
+    eye = np.eye(xk.size)
+
+    def phi(x):
+        r = x - xk
+        return eps * F(x) + 0.5 * r @ r
+
+    def dphi(x):
+        return eps * np.asarray(grad_F(x), dtype=float) + x - xk
+
+    if hess_F is not None:
+        res = minimize(phi, xk.copy(), jac=dphi, hess=lambda x: eps * np.asarray(hess_F(x)) + eye,
+                       method="trust-exact", options={"gtol": 0.1 * tol * scale, "maxiter": max_iter})
+    else:
+        res = minimize(phi, xk.copy(), jac=dphi, method="BFGS",
+                       options={"gtol": 0.1 * tol * scale, "maxiter": max_iter})
+    x = res.x
+    g = dphi(x)
+    resid = float(np.linalg.norm(g))
+    for _ in range(5):          # Newton polish when round-off in Phi stopped the descent early
+        if resid <= tol * scale:
+            break
+        if hess_F is not None:
+            Jac = eps * np.asarray(hess_F(x), dtype=float) + eye
+        else:
+            h = 1e-6 * (1.0 + np.abs(x))
+            Jac = np.stack([(dphi(x + h[j] * eye[j]) - dphi(x - h[j] * eye[j])) / (2 * h[j])
+                            for j in range(x.size)], axis=1)
+        dx = np.linalg.solve(Jac, g)
+        if not np.linalg.norm(dx) <= 1e-4 * scale:
+            break               # only a local refinement, never a jump (to a saddle or a maximum)
+        x_new = x - dx
+        g_new = dphi(x_new)
+        if not np.linalg.norm(g_new) < resid:
+            break
+        x, g, resid = x_new, g_new, float(np.linalg.norm(g_new))
+    if not resid <= tol * scale:
+        raise ConvergenceError(f"proximal step did not converge: residual {resid:.3g} > tol "
+                               f"{tol * scale:.3g} ({res.message})")
+    return x
+
+
+def backward_euler(F, grad_F, x0, eps: float, steps: int, hess_F=None, tol: float = 1e-10) -> np.ndarray:
+    r"""Implicit Euler :math:`x_{k+1} = x_k - \varepsilon\nabla F(x_{k+1})` by repeated :func:`proximal_step`.
+
+    Returns
+    -------
+    array (steps + 1, d)
+        The iterates :math:`x_0, \dots, x_{\text{steps}}`.
+    """
+    x = _x0(x0)
+    steps = check_int(steps, "steps", minimum=0)
+    out = np.empty((steps + 1, x.size))
+    out[0] = x
+    for k in range(steps):
+        out[k + 1] = proximal_step(F, grad_F, out[k], eps, hess_F=hess_F, tol=tol)
+    return out
+
+
+def energy_gaps(F, X, eps: float) -> np.ndarray:
+    r"""The energy-inequality gaps :math:`F(x_{k+1}) + |x_{k+1}-x_k|^2/(2\varepsilon) - F(x_k)`.
+
+    Non-positive for every step of backward Euler (the proximal step); forward Euler can make
+    them positive.
+
+    Parameters
+    ----------
+    F : callable, (d,) -> float
+    X : array (K + 1, d)
+        Iterates, e.g. from :func:`backward_euler`.
+    eps : float > 0
+
+    Returns
+    -------
+    array (K,)
+    """
+    _check_callable(F, "F")
+    X = as_array(X, "X", ndim=2, finite=False)
+    eps = check_real(eps, "eps", low=0.0, low_open=True)
+    Fv = np.array([F(x) for x in X])
+    step = np.sum(np.diff(X, axis=0) ** 2, axis=1)
+    return Fv[1:] + step / (2.0 * eps) - Fv[:-1]
+
+
+# ==============================================================================================
+# 2. JKO for the 1-D Fokker-Planck equation, particles as quantiles
+# ==============================================================================================
+def gaussian_quantiles(m: float, var: float, M: int) -> np.ndarray:
+    r"""The :math:`M` mid-point quantiles :math:`m + \sqrt{v}\,\Phi^{-1}\big((i+\frac12)/M\big)`, sorted.
+
+    The quantile particles of :math:`\mathcal N(m, v)` used by :func:`fokker_planck_1d`: particle
+    :math:`i` carries the mass of the quantile levels :math:`[i/M, (i+1)/M]`.
+    """
+    m = check_real(m, "m")
+    var = check_real(var, "var", low=0.0, low_open=True)
+    M = check_int(M, "M", minimum=1)
+    return m + np.sqrt(var) * ndtri((np.arange(M) + 0.5) / M)
+
+
+def ornstein_uhlenbeck(m0: float, var0: float, t, a: float = 1.0, c: float = 0.0,
+                       beta: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    r"""Exact mean and variance of the Ornstein-Uhlenbeck flow from a Gaussian start.
+
+    For :math:`V(x) = \frac a2(x-c)^2` the Fokker-Planck equation
+    :math:`\partial_t\rho = \partial_x(\rho V') + \beta^{-1}\partial_x^2\rho` maps
+    :math:`\mathcal N(m_0, v_0)` to :math:`\mathcal N(m(t), v(t))` with
+
+    .. math::
+
+        m(t) = c + (m_0 - c)e^{-at},\qquad
+        v(t) = \frac1{a\beta} + \Big(v_0 - \frac1{a\beta}\Big)e^{-2at}.
+
+    Parameters
+    ----------
+    m0, var0 : float
+        Initial mean and variance (``var0 >= 0``).
+    t : float or array
+        Times >= 0.
+    a : float > 0
+    c : float
+    beta : float > 0
+
+    Returns
+    -------
+    (mean, var) : arrays of the shape of ``t``
+    """
+    m0 = check_real(m0, "m0")
+    var0 = check_real(var0, "var0", low=0.0)
+    a = check_real(a, "a", low=0.0, low_open=True)
+    c = check_real(c, "c")
+    beta = check_real(beta, "beta", low=0.0, low_open=True)
+    t = as_array(t, "t")
+    if np.any(t < 0):
+        raise ValueError("t must be >= 0")
+    vinf = 1.0 / (a * beta)
+    return c + (m0 - c) * np.exp(-a * t), vinf + (var0 - vinf) * np.exp(-2.0 * a * t)
+
+
+def free_energy_1d(V, beta: float, q) -> float:
+    r"""The discrete free energy of quantile particles, the functional minimised by :func:`fokker_planck_1d`.
+
+    .. math::
+
+        F_M(q) = \frac1M\sum_{i=0}^{M-1}V(q_i) + \frac{1}{\beta}\sum_{i=0}^{M-2}\frac1M
+        \log\frac{1}{M\Delta_i},\qquad \Delta_i = q_{i+1}-q_i,
+
+    i.e. :math:`\int V\,d\rho + \beta^{-1}\int\rho\log\rho` with the density :math:`1/(M\Delta_i)`
+    on each gap. Along the JKO scheme
+    :math:`F_M(q^{k+1}) + \frac{1}{2\tau M}\sum_i(q^{k+1}_i-q^k_i)^2 \le F_M(q^k)`.
+
+    Parameters
+    ----------
+    V : callable, (M,) -> (M,)
+    beta : float > 0
+    q : array (M,) or (K, M), strictly increasing along the last axis
+
+    Returns
+    -------
+    float, or array (K,) for a trajectory
+    """
+    _check_callable(V, "V")
+    beta = check_real(beta, "beta", low=0.0, low_open=True)
+    q = as_array(q, "q")
+    if q.ndim not in (1, 2) or q.shape[-1] < 2:
+        raise ValueError(f"q must have shape (M,) or (K, M) with M >= 2, got {q.shape}")
+    gap = np.diff(q, axis=-1)
+    if np.any(gap <= 0):
+        raise ValueError("q must be strictly increasing along its last axis")
+    M = q.shape[-1]
+    Vq = np.asarray(V(q.reshape(-1)), dtype=float).reshape(q.shape)
+    out = Vq.mean(axis=-1) - np.log(M * gap).sum(axis=-1) / (beta * M)
+    return float(out) if q.ndim == 1 else out
+
+
+def _fp_residual(q, qk, dV, beta, tau):
+    """G(q) and the tridiagonal Jacobian's pieces (without V'')."""
+    gap = np.diff(q)
+    inv = 1.0 / gap
+    right = np.append(inv, 0.0)          # 1/Delta_i   (0 for the last particle)
+    left = np.insert(inv, 0, 0.0)        # 1/Delta_{i-1} (0 for the first particle)
+    G = (q - qk) / tau + dV(q) + (right - left) / beta
+    return G, inv
+
+
+def _fp_step(q_k, dV, d2V, beta, tau, tol, max_newton):
+    M = q_k.size
+    q = q_k.copy()
+    scale = 1.0 + np.max(np.abs(q_k))
+    G, inv = _fp_residual(q, q_k, dV, beta, tau)
+    norm = np.max(np.abs(G))
+    for _ in range(max_newton):
+        if tau * norm <= tol * scale:
+            return q
+        w = inv * inv / beta                       # 1/(beta Delta_i^2), (M-1,)
+        ab = np.zeros((3, M))
+        ab[1] = 1.0 / tau + d2V(q) + np.append(w, 0.0) + np.insert(w, 0, 0.0)
+        ab[0, 1:] = -w                             # super-diagonal
+        ab[2, :-1] = -w                            # sub-diagonal
+        delta = solve_banded((1, 1), ab, G)
+        if np.max(np.abs(delta)) <= tol * scale and np.all(np.diff(q - delta) > 0):
+            return q - delta                       # Newton: the error after this step is O(|delta|^2)
+        alpha = 1.0
+        while True:                                # damping: keep the order and reduce |G|
+            q_new = q - alpha * delta
+            if np.all(np.diff(q_new) > 0):
+                G_new, inv_new = _fp_residual(q_new, q_k, dV, beta, tau)
+                norm_new = np.max(np.abs(G_new))
+                if norm_new < norm or alpha < 1e-3:
+                    break
+            alpha *= 0.5
+            if alpha < 1e-10:
+                raise ConvergenceError("Newton's method for the JKO step lost the particle order")
+        q, G, inv, norm = q_new, G_new, inv_new, norm_new
+    raise ConvergenceError(f"Newton's method for the JKO step did not converge in {max_newton} "
+                           f"iterations (residual tau*|G| = {tau * norm:.3g})")
+
+
+def fokker_planck_1d(dV, beta: float, q0, tau: float, steps: int, d2V=None, tol: float = 1e-11,
+                     max_newton: int = 50, progress: bool | None = None) -> np.ndarray:
+    r"""JKO scheme for the 1-D Fokker-Planck equation with particles as quantiles.
+
+    The equation :math:`\partial_t\rho = \partial_x(\rho V') + \beta^{-1}\partial_x^2\rho` is the
+    Wasserstein gradient flow of :math:`F(\rho) = \int V\,d\rho + \beta^{-1}\int\rho\log\rho`
+    (Jordan, Kinderlehrer and Otto 1998). On the line a measure is its quantile function, and
+    :math:`W_2(\rho,\rho')^2 = \int_0^1 |q(s) - q'(s)|^2 ds` (Santambrogio 2015, sec. 2.2). We
+    represent :math:`\rho` by :math:`M` sorted particles :math:`q_0<\dots<q_{M-1}`, particle
+    :math:`i` standing for the quantile level :math:`s_i = (i+\frac12)/M`, and the density between
+    neighbours by :math:`1/(M\Delta_i)`, :math:`\Delta_i = q_{i+1}-q_i`. The discrete JKO step is
+
+    .. math::
+
+        q^{k+1} = \operatorname*{arg\,min}_{q_0<\dots<q_{M-1}}\ \frac1M\sum_i V(q_i)
+        - \frac{1}{\beta M}\sum_{i=0}^{M-2}\log\Delta_i
+        + \frac{1}{2\tau}\,\frac1M\sum_i (q_i - q_i^k)^2 ,
+
+    whose Euler-Lagrange equations (times :math:`M`) are, with :math:`1/\Delta_{-1} = 1/\Delta_{M-1} = 0`,
+
+    .. math::
+
+        G_i(q) = \frac{q_i - q_i^k}{\tau} + V'(q_i)
+        + \frac1\beta\Big(\frac1{\Delta_i} - \frac1{\Delta_{i-1}}\Big) = 0 ,
+
+    the backward-Euler step of the quantile equation
+    :math:`\partial_t q = -V'(q) - \beta^{-1}\partial_s(1/\partial_s q)`. For convex :math:`V` (or
+    :math:`1/\tau + V'' > 0`) the objective is strictly convex on the ordered cone, and Newton's
+    method with the tridiagonal Jacobian
+    :math:`\partial G/\partial q = \tau^{-1} I + \operatorname{diag}V''(q) + \beta^{-1}L(q)`
+    (:math:`L` the weighted graph Laplacian with weights :math:`\Delta_i^{-2}`), damped to keep
+    the order of the particles, converges quadratically from :math:`q^k`. Stop when the Newton
+    update (or :math:`\tau\max_i|G_i|`) is at most ``tol`` :math:`\cdot(1+\max|q^k|)`.
+
+    Parameters
+    ----------
+    dV : callable, (M,) -> (M,)
+        :math:`V'` applied elementwise.
+    beta : float > 0
+        Inverse temperature.
+    q0 : array (M,), M >= 2
+        Strictly increasing initial quantile particles (e.g. :func:`gaussian_quantiles`).
+    tau : float > 0
+        JKO time step.
+    steps : int >= 0
+        Number of JKO steps; time :math:`t = k\tau`.
+    d2V : callable, (M,) -> (M,), optional
+        :math:`V''`; if omitted, a central difference of ``dV`` (step :math:`10^{-5}(1+|q|)`), which
+        only changes the Newton Jacobian, not the equations solved.
+    tol : float > 0
+        Newton tolerance (relative, in units of length).
+    max_newton : int >= 1
+    progress : bool or None
+        Progress bar (:mod:`mflib.progress`).
+
+    Returns
+    -------
+    array (steps + 1, M)
+        Row ``k`` holds the particles at time :math:`k\tau`, sorted.
+
+    Raises
+    ------
+    ValueError
+        Unsorted (or tied) ``q0``, ``tau <= 0``, ``steps < 0``, ``beta <= 0``, non-callable ``dV``
+        (the latter is an :class:`ArgumentTypeError`, both a TypeError and a ValueError).
+    ConvergenceError
+        If Newton's method fails (e.g. a very non-convex ``V`` with a large ``tau``).
+
+    Examples
+    --------
+    >>> q0 = gaussian_quantiles(2.0, 0.25, 200)
+    >>> q = fokker_planck_1d(lambda x: x, 1.0, q0, 0.05, 20)      # Ornstein-Uhlenbeck to t = 1
+    >>> q.shape
+    (21, 200)
+    """
+    _check_callable(dV, "dV")
+    beta = check_real(beta, "beta", low=0.0, low_open=True)
+    q0 = as_array(q0, "q0", ndim=1)
+    if q0.size < 2:
+        raise ValueError(f"q0 must hold at least 2 particles (the entropy needs gaps), got {q0.size}")
+    if not np.all(np.diff(q0) > 0):
+        raise ValueError("q0 must be sorted in strictly increasing order (quantile particles)")
+    tau = check_real(tau, "tau", low=0.0, low_open=True)
+    steps = check_int(steps, "steps", minimum=0)
+    tol = check_real(tol, "tol", low=0.0, low_open=True)
+    max_newton = check_int(max_newton, "max_newton", minimum=1)
+    M = q0.size
+
+    def dV_checked(q):
+        g = np.asarray(dV(q), dtype=float)
+        if g.shape != (M,):
+            raise ValueError(f"dV must map an array (M,) to an array (M,), got shape {g.shape}")
+        return g
+
+    if d2V is None:
+        def d2V_(q):
+            h = 1e-5 * (1.0 + np.abs(q))
+            return (np.asarray(dV(q + h), dtype=float) - np.asarray(dV(q - h), dtype=float)) / (2 * h)
+    else:
+        d2V_ = _check_callable(d2V, "d2V")
+
+    out = np.empty((steps + 1, M))
+    out[0] = q0
+    bar = _progress.bar(steps, progress, desc="JKO")
+    with bar:
+        for k in range(steps):
+            out[k + 1] = _fp_step(out[k], dV_checked, d2V_, beta, tau, tol, max_newton)
+            bar.update()
+    return out
+
+
+# ==============================================================================================
+# 3. The particle system of a two-layer network: explicit and implicit (JKO) steps
+# ==============================================================================================
+def _problem_W(problem, W, name="W"):
+    if not hasattr(problem, "grad_Psi") or not hasattr(problem, "risk"):
+        raise ArgumentTypeError(f"problem must be an mflib.problems.Problem, got {type(problem).__name__}")
+    return problem._W(W, name)
+
+
+def particle_explicit_step(problem, W, tau: float) -> np.ndarray:
+    r"""Forward Euler for the particles: :math:`w_i \leftarrow w_i - \tau\nabla\Psi(w_i;\rho_N)`.
+
+    :math:`\rho_N = \frac1N\sum_j\delta_{w_j}` is the current empirical measure; this is the mean
+    drift of one-pass SGD with step :math:`\tau` (time :math:`t = k\tau`, DESIGN.md).
+
+    Parameters
+    ----------
+    problem : mflib.problems.Problem
+    W : array (N, d)
+    tau : float > 0
+
+    Returns
+    -------
+    array (N, d)
+    """
+    W = _problem_W(problem, W)
+    tau = check_real(tau, "tau", low=0.0, low_open=True)
+    return W - tau * problem.grad_Psi(W, W)
+
+
+def particle_drift_jacobian(problem, W) -> np.ndarray:
+    r"""Jacobian of the particle drift :math:`W\mapsto(\nabla\Psi(w_i;\rho_N))_i`, shape (N d, N d).
+
+    Equal to :math:`\frac N2\nabla^2R_N(W)` (symmetric); by central differences of the exact
+    :math:`\nabla\Psi` (step :math:`10^{-6}(1+|W|)`, error :math:`O(10^{-10})` relative). Near a
+    stable equilibrium its largest eigenvalue :math:`\lambda_{\max}` sets the explicit stability
+    limit :math:`\tau < 2/\lambda_{\max}`; the implicit step has no such limit where
+    :math:`\nabla^2R_N\succeq0`.
+
+    Parameters
+    ----------
+    problem : mflib.problems.Problem
+    W : array (N, d)
+
+    Returns
+    -------
+    array (N d, N d), symmetrised; rows and columns ordered as ``W.ravel()``.
+    """
+    W = _problem_W(problem, W)
+    N, d = W.shape
+    z = W.ravel()
+    h = 1e-6 * (1.0 + float(np.max(np.abs(z))))
+    Jac = np.empty((z.size, z.size))
+    for j in range(z.size):             # one column per coordinate; each column is vectorised
+        e = np.zeros(z.size)
+        e[j] = h
+        Wp, Wm = (z + e).reshape(N, d), (z - e).reshape(N, d)
+        gp = problem.grad_Psi(Wp, Wp).ravel()      # the same object twice: rho_N is W itself
+        gm = problem.grad_Psi(Wm, Wm).ravel()
+        Jac[:, j] = (gp - gm) / (2.0 * h)
+    return 0.5 * (Jac + Jac.T)
+
+
+def particle_implicit_step(problem, W, tau: float, tol: float = 1e-8, max_iter: int = 200,
+                           return_residual: bool = False):
+    r"""Backward Euler for the particles = one JKO step of :math:`R/2` over empirical measures.
+
+    With :math:`\rho = \frac1N\sum_i\delta_{w_i}` and :math:`\rho_k = \frac1N\sum_i\delta_{w_i^k}`,
+    and particles that do not cross (the identity matching is then optimal for small steps),
+    :math:`W_2(\rho,\rho_k)^2 = \frac1N\sum_i|w_i-w_i^k|^2`, so the JKO step of
+    :math:`F = R/2` (the functional whose Wasserstein gradient flow is
+    :math:`\partial_t\rho = \nabla\cdot(\rho\nabla\Psi)` in the time :math:`t = k\varepsilon` of
+    DESIGN.md; :math:`\delta R/\delta\rho = 2\Psi`) reads
+
+    .. math::
+
+        W^{k+1} = \operatorname*{arg\,min}_W\ \frac12 R_N(W) + \frac{1}{2\tau N}\sum_i|w_i - w_i^k|^2 .
+
+    Since :math:`\nabla_{w_i}R_N = \frac2N\nabla\Psi(w_i;\rho_N)`, the Euler-Lagrange equations are
+    the implicit particle step
+
+    .. math::
+
+        H_i(W) = w_i - w_i^k + \tau\,\nabla\Psi\big(w_i;\rho_N\big) = 0,\qquad i = 1..N,
+
+    i.e. :math:`w_i^{k+1} = w_i^k - \tau\nabla\Psi(w_i^{k+1};\rho_N^{k+1})` (the lecture notes'
+    backward-Euler SGD). Inner solver, with the exact :math:`R_N` and :math:`\nabla\Psi` of the
+    problem: the trust-region Newton-CG method (:func:`scipy.optimize.minimize`, ``"trust-ncg"``)
+    on :math:`\Phi(W) = \frac{\tau N}{2}R_N(W) + \frac12\sum_i|w_i-w_i^k|^2` (gradient :math:`H`),
+    Hessian-vector products by central differences of :math:`H`, started at :math:`W^k`. A
+    trust-region method accepts only steps that decrease :math:`\Phi`, so the energy inequality
+    :math:`R_N(W^{k+1})/2 + \frac{1}{2\tau N}\sum|w_i^{k+1}-w_i^k|^2 \le R_N(W^k)/2` holds (up to
+    round-off). When round-off in :math:`\Phi` stops it early (:math:`R_N` is computed to about
+    :math:`10^{-11}` when neurons are parallel), Newton-Krylov steps on :math:`H = 0` (MINRES on
+    the same products, each accepted only if shorter than :math:`10^{-4}(1+\max|W^k|)`) finish. Converged when
+    :math:`\max_{i,a}|H_{ia}| \le` ``tol`` :math:`\cdot(1 + \max|W^k|)`.
+
+    ReLU potentials are not differentiable at :math:`w = 0`: if a particle is driven into the
+    origin the step ends on the kink, where the Euler-Lagrange equation holds only for a
+    subgradient, and a :class:`ConvergenceError` is raised.
+
+    Parameters
+    ----------
+    problem : mflib.problems.Problem
+    W : array (N, d)
+        :math:`W^k`.
+    tau : float > 0
+    tol : float > 0
+    max_iter : int
+        Trust-region iterations.
+    return_residual : bool
+        Also return the final residual :math:`\max|H|`.
+
+    Returns
+    -------
+    array (N, d), or (array, float) with ``return_residual``
+    """
+    from scipy.sparse.linalg import LinearOperator, minres
+
+    Wk = _problem_W(problem, W)
+    tau = check_real(tau, "tau", low=0.0, low_open=True)
+    tol = check_real(tol, "tol", low=0.0, low_open=True)
+    max_iter = check_int(max_iter, "max_iter", minimum=1)
+    N, d = Wk.shape
+    zk = Wk.ravel()
+    scale = 1.0 + float(np.max(np.abs(Wk)))
+
+    def phi(z):
+        r = z - zk
+        return 0.5 * tau * N * problem.risk(z.reshape(N, d)) + 0.5 * (r @ r)
+
+    def H(z):
+        Wz = z.reshape(N, d)
+        return z - zk + tau * problem.grad_Psi(Wz, Wz).ravel()
+
+    def hessp(z, v):
+        nv = np.linalg.norm(v)
+        if nv == 0.0:
+            return np.zeros_like(v)
+        h = 1e-6 * (1.0 + np.linalg.norm(z)) / nv
+        return (H(z + h * v) - H(z - h * v)) / (2.0 * h)
+
+    res = minimize(phi, zk.copy(), jac=H, hessp=hessp, method="trust-ncg",
+                   options={"gtol": 0.1 * tol * scale, "maxiter": max_iter})
+    z = res.x
+    h = H(z)
+    r = float(np.max(np.abs(h)))
+    for _ in range(8):                          # Newton-Krylov polish of H(z) = 0
+        if r <= tol * scale:
+            break
+        op = LinearOperator((z.size, z.size), matvec=lambda v, z=z: hessp(z, v), dtype=float)
+        delta = minres(op, h, rtol=1e-10, maxiter=4 * z.size)[0]
+        if not np.max(np.abs(delta)) <= 1e-4 * scale:
+            break                               # a local refinement only, never a jump
+        alpha = 1.0
+        while alpha > 1e-3:
+            z_new = z - alpha * delta
+            h_new = H(z_new)
+            r_new = float(np.max(np.abs(h_new)))
+            if r_new < r:
+                break
+            alpha *= 0.5
+        else:
+            break
+        z, h, r = z_new, h_new, r_new
+    if not r <= tol * scale:
+        raise ConvergenceError(f"implicit particle step did not converge: residual {r:.3g} > "
+                               f"{tol * scale:.3g} ({res.message})")
+    Wn = z.reshape(N, d)
+    return (Wn, r) if return_residual else Wn
+
+
+@dataclass
+class ParticleFlow:
+    r"""Output of :func:`particle_flow`.
+
+    Attributes
+    ----------
+    t : array (K + 1,)        times :math:`k\tau`
+    risk : array (K + 1,)     exact population risk :math:`R_N(W^k)` (``inf`` after a blow-up)
+    W : array (N, d)          final particles (the last finite ones if the run blew up)
+    snapshots : array (K + 1, N, d) or None
+    blew_up : bool            True if the explicit scheme left every bound (|W| > 1e6 |W0|)
+    """
+
+    t: np.ndarray
+    risk: np.ndarray
+    W: np.ndarray
+    snapshots: np.ndarray | None = None
+    blew_up: bool = False
+
+
+def particle_flow(problem, W0, tau: float, steps: int, implicit: bool = True, snapshots: bool = False,
+                  tol: float = 1e-8, progress: bool | None = None) -> ParticleFlow:
+    r"""Run :func:`particle_implicit_step` (JKO / backward Euler) or :func:`particle_explicit_step`.
+
+    Both discretise :math:`\dot w_i = -\nabla\Psi(w_i;\rho_N)` with step :math:`\tau`. The explicit
+    run stops (risk ``inf`` from then on, ``blew_up=True``) if the particles leave
+    :math:`|W| \le 10^6\max(1, |W^0|)` or become non-finite.
+
+    Parameters
+    ----------
+    problem : mflib.problems.Problem
+    W0 : array (N, d)
+    tau : float > 0
+    steps : int >= 0
+    implicit : bool
+    snapshots : bool
+        Keep every iterate.
+    tol : float
+        Tolerance of the implicit step.
+
+    Returns
+    -------
+    ParticleFlow
+    """
+    W = _problem_W(problem, W0, "W0").copy()
+    tau = check_real(tau, "tau", low=0.0, low_open=True)
+    steps = check_int(steps, "steps", minimum=0)
+    bound = 1e6 * max(1.0, float(np.max(np.abs(W))))
+    risk = np.full(steps + 1, np.inf)
+    risk[0] = problem.risk(W)
+    snaps = np.full((steps + 1,) + W.shape, np.nan) if snapshots else None
+    if snapshots:
+        snaps[0] = W
+    blew_up = False
+    bar = _progress.bar(steps, progress, desc="implicit" if implicit else "explicit")
+    with bar:
+        for k in range(steps):
+            if implicit:
+                Wn = particle_implicit_step(problem, W, tau, tol=tol)
+            else:
+                with np.errstate(over="ignore", invalid="ignore"):
+                    Wn = W - tau * problem.grad_Psi(W, W)
+                if not (np.all(np.isfinite(Wn)) and np.max(np.abs(Wn)) <= bound):
+                    blew_up = True
+                    break
+            W = Wn
+            risk[k + 1] = problem.risk(W)
+            if snapshots:
+                snaps[k + 1] = W
+            bar.update()
+    return ParticleFlow(t=tau * np.arange(steps + 1), risk=risk, W=W, snapshots=snaps, blew_up=blew_up)
