@@ -187,3 +187,14 @@ def test_validation():
         mf.problems.TeacherStudent(np.ones((1, 2)), noise_std=-1.0)
     with pytest.raises(ValueError, match="a_teacher must have shape"):
         mf.problems.TeacherStudent(np.ones((2, 2)), a_teacher=np.ones(3))
+
+
+def test_exercise_ch2_bayes_risk(rng):
+    """Exercise 2.1: the Bayes risk of the anisotropic Gaussians in d = s0 = 1, Delta = 0.5 is
+    0.6911 (numerical integration in the solution); check it by Monte Carlo with E[y|x]."""
+    p = mf.problems.AnisotropicGaussians(1, 1, 0.5)
+    X, y = p.sample(400_000, rng)
+    from scipy import stats
+    pp, pm = stats.norm(0, 1.5).pdf(X[:, 0]), stats.norm(0, 0.5).pdf(X[:, 0])
+    loss = (y - (pp - pm) / (pp + pm)) ** 2
+    assert abs(loss.mean() - 0.6911) < 5 * loss.std() / np.sqrt(loss.size)
