@@ -195,6 +195,7 @@ def test_divergence_names_step(problem, W0, engine, kw):
     (dict(steps=2.5), TypeError, "steps"),
     (dict(dtype=np.int32), ValueError, "dtype"),
     (dict(block=0), ValueError, "block"),
+    (dict(threads=0), ValueError, "threads"),
     (dict(record_every=0), ValueError, "record_every"),
     (dict(record_every=2, n_log=3), ValueError, "record_every"),
 ])
