@@ -29,7 +29,7 @@ vendor:
 	timeout 300 bash .ci/vendor_js.sh
 
 chromium:
-	command -v chromium >/dev/null || { echo "== installing Debian chromium"; \
+	@command -v chromium >/dev/null || { echo "== installing Debian chromium"; \
 	  timeout 600 bash -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null'; }
 
 ## make book: execute every notebook afresh and build the HTML into _build/html
@@ -41,7 +41,7 @@ book: venv vendor
 
 ## make test: everything CI checks, with the time each part took
 test: venv vendor chromium
-	t0=$$(date +%s); declare -A took
+	@t0=$$(date +%s); declare -A took
 	run() { local name=$$1; shift; local s=$$(date +%s); echo "== $$name"; "$$@"; took[$$name]=$$(( $$(date +%s) - s )); }
 	run lint   $(MAKE) --no-print-directory lint
 	run pytest $(MAKE) --no-print-directory pytest
@@ -53,7 +53,7 @@ test: venv vendor chromium
 	echo "   total   $$(( $$(date +%s) - t0 ))s"
 
 lint: venv
-	timeout 120 $(BIN)/ruff check mflib tests benchmarks .ci
+	timeout 120 $(BIN)/ruff check mflib tests $(wildcard benchmarks) .ci
 
 pytest: venv
 	timeout 900 $(BIN)/pytest tests -p no:cacheprovider --durations=8
