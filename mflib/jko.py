@@ -754,7 +754,7 @@ class ParticleFlow:
     risk : array (K + 1,)     exact population risk :math:`R_N(W^k)` (``inf`` after a blow-up)
     W : array (N, d)          final particles (the last finite ones if the run blew up)
     snapshots : array (K + 1, N, d) or None
-    blew_up : bool            True if the explicit scheme left every bound (|W| > 1e6 |W0|)
+    blew_up : bool            True if the explicit scheme left every bound (``|W| > 1e6 |W0|``)
     """
 
     t: np.ndarray
