@@ -1,0 +1,939 @@
+r"""The distributional dynamics :math:`\partial_t\rho = \nabla\cdot(\rho\nabla\Psi(\theta;\rho))` for
+symmetric problems, solved in reduced coordinates (chapter 4).
+
+For :class:`~mflib.problems.AnisotropicGaussians` with :math:`\theta = w` and a spherically
+symmetric start, :math:`\rho_t` stays uniform given the two radii
+:math:`r_1 = |P_V w|`, :math:`r_2 = |P_V^\perp w|` (Mei, Montanari and Nguyen 2018), and the PDE
+becomes a PDE for the law :math:`\bar\rho_t` of :math:`r = (r_1, r_2)` on :math:`[0,\infty)^2`,
+
+.. math::
+
+    \partial_t\bar\rho_t = \nabla_r\cdot\big(\bar\rho_t\,\nabla_r\bar\Psi(r;\bar\rho_t)\big),\qquad
+    \bar\Psi(r;\bar\rho) = \bar V(r) + \int \bar U(r, r')\,\bar\rho(dr').
+
+:math:`\bar V(r) = V(w)` for any :math:`w` with radii :math:`r`, and :math:`\bar U(r, r')` is
+:math:`U(w, w')` averaged over independent uniform directions of the four projections. Only the
+cosines :math:`t_1` (between the :math:`s_0`-dimensional parts) and :math:`t_2` (between the rest)
+enter, with densities proportional to :math:`(1-t^2)^{(s_0-3)/2}` and :math:`(1-t^2)^{(d-s_0-3)/2}`,
+so :math:`\bar U` is a two-dimensional Gauss-Jacobi quadrature (:func:`cosine_rule`); it is exact
+for finite :math:`d`, and :math:`d\to\infty` (all cosines zero) is available as ``limit=True``.
+
+Contents
+--------
+:func:`cosine_rule`, :func:`hermite_coefficients`
+    quadrature for the cosine of two random directions; Hermite coefficients of an activation.
+:class:`ReducedAnisotropic`
+    :math:`\bar V`, :math:`\nabla\bar V`, :math:`\bar U` and the integrand :math:`U(r, r'; t_1, t_2)`.
+:class:`GridSolver`
+    the reduced PDE on a grid: interaction matrix between grid nodes computed once, weighted
+    particles advected by the gridded velocity, risk from the same quadrature.
+:func:`gaussian_init`
+    particles for the law of the radii under :math:`w\sim\mathcal N(0,\kappa^2 I_d/d)`.
+:func:`particle_flow`
+    the independent check: :math:`N` particles in :math:`\mathbb R^d` moved by the exact population
+    gradient :math:`-\nabla\Psi(w_i;\hat\rho_N)` (no reduction, no grid).
+:class:`FokkerPlanck1D`
+    the noisy dynamics :math:`\partial_t\rho = \partial_w(\rho\,\partial_w\Psi_\lambda) +
+    \beta^{-1}\partial_w^2\rho` for a problem in :math:`d = 1` (finite volumes, Scharfetter-Gummel
+    flux), its free energy and the Gibbs fixed point :math:`\rho\propto e^{-\beta\Psi_\lambda}`.
+
+Why particles on a gridded velocity rather than an upwind finite-volume flux for the reduced PDE:
+the initial law of the radii has width :math:`\kappa/\sqrt{2d}` (0.03 at :math:`d = 320`), and the
+uninformative radius :math:`r_2` then collapses towards 0, so :math:`\bar\rho_t` concentrates on
+ever thinner sets. An upwind flux smears such a density by a numerical diffusion of order
+:math:`h` per unit distance travelled; Lagrangian particles carry it exactly. The grid is used for
+what is smooth, the potential: with tensor cubic B-splines :math:`S_a` on nodes :math:`x_a`,
+particles :math:`r_i` of weight :math:`\omega_i` deposit :math:`m_a = \sum_i \omega_i S_a(r_i)`, and
+
+.. math::
+
+    R_h = E y^2 + 2\,m^\top \bar V_{\rm nodes} + m^\top K m,\qquad K_{ab} = \bar U(x_a, x_b),\qquad
+    \dot r_i = -\sum_a \nabla S_a(r_i)\,(\bar V_{\rm nodes} + K m)_a .
+
+The particle velocities are then exactly :math:`-\nabla_{r_i} R_h / (2\omega_i)`: the scheme is the
+gradient flow of the discretised risk, so :math:`R_h` decreases (for small time steps), mass is
+conserved to round-off (the weights never change) and the deposited density is nonnegative by
+construction. Quasi-interpolation by cubic B-splines reproduces linear functions, so the
+discretisation error is :math:`O(h^2)`; Heun's method makes the time error :math:`O(\Delta t^2)`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from math import comb
+
+import numpy as np
+from numba import njit
+from scipy import special, stats
+
+from . import activations as _act
+from . import problems as _problems
+from . import progress as _progress
+from . import quadrature as _quad
+from .validation import as_array, check_int, check_real, check_rng
+
+_SQRT_2PI = np.sqrt(2.0 * np.pi)
+
+
+# ----------------------------------------------------------------------------------------------
+# Quadrature for the cosine of two independent uniform directions, Hermite coefficients.
+# ----------------------------------------------------------------------------------------------
+def cosine_rule(m: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    r"""Gauss-Jacobi rule for the cosine :math:`t = \langle u, u'\rangle` of two independent uniform
+    unit vectors of :math:`\mathbb R^m`.
+
+    For :math:`m\ge 2`, :math:`t` has density :math:`\propto (1-t^2)^{(m-3)/2}` on :math:`[-1, 1]`
+    and the rule with ``n`` nodes integrates polynomials of degree :math:`2n-1` exactly. For
+    :math:`m = 1` the cosine is :math:`\pm1` with probability 1/2; for :math:`m = 0` (no such part)
+    the rule is the single node 0.
+
+    Parameters
+    ----------
+    m : int >= 0
+        Dimension of the subspace.
+    n : int >= 1
+        Number of nodes (ignored for m <= 1).
+
+    Returns
+    -------
+    t, weights : arrays, shape (n,)
+        Nodes in :math:`[-1, 1]` and positive weights summing to 1.
+    """
+    m = check_int(m, "m", minimum=0)
+    n = check_int(n, "n", minimum=1)
+    if m == 0:
+        return np.zeros(1), np.ones(1)
+    if m == 1:
+        return np.array([-1.0, 1.0]), np.array([0.5, 0.5])
+    a = 0.5 * (m - 3)
+    t, w = special.roots_jacobi(n, a, a)
+    t = 0.5 * (t - t[::-1])          # exact symmetry t_k = -t_{n-1-k}
+    w = 0.5 * (w + w[::-1])
+    return t, w / w.sum()
+
+
+def cosine_moments(m: int, k_max: int) -> np.ndarray:
+    r""":math:`E[t^k]`, :math:`k = 0..k_{\max}`, for the cosine of :func:`cosine_rule`, in closed
+    form: odd moments vanish and :math:`E[t^{2k}] = \prod_{j<k}(2j+1)/(m+2j)`."""
+    m = check_int(m, "m", minimum=0)
+    k_max = check_int(k_max, "k_max", minimum=0)
+    out = np.zeros(k_max + 1)
+    out[0] = 1.0
+    if m == 0:
+        return out
+    for k in range(2, k_max + 1, 2):
+        out[k] = out[k - 2] * (k - 1) / (m + k - 2)
+    return out
+
+
+def hermite_coefficients(activation, A, n_max: int, n_quad: int = 40) -> np.ndarray:
+    r"""Normalised Hermite coefficients :math:`c_n(A) = E[\sigma(\sqrt A z)\,He_n(z)]/\sqrt{n!}`.
+
+    With them, for a centred Gaussian pair of variances :math:`A, B` and correlation :math:`\varrho`,
+    Mehler's formula gives :math:`E[\sigma(u)\sigma(v)] = \sum_n c_n(A)c_n(B)\varrho^n`. Computed
+    by kink-aware Gauss-Legendre quadrature (:mod:`mflib.quadrature`).
+
+    Parameters
+    ----------
+    activation : str or Activation
+    A : array, shape (P,)
+        Variances, >= 0.
+    n_max : int >= 0
+    n_quad : int
+        Gauss-Legendre nodes per piece.
+
+    Returns
+    -------
+    c : array, shape (P, n_max + 1)
+    """
+    act = _act.get(activation)
+    A = as_array(A, "A", ndim=1)
+    if np.any(A < 0):
+        raise ValueError("A must be >= 0 (variances)")
+    n_max = check_int(n_max, "n_max", minimum=0)
+    out = np.zeros((A.size, n_max + 1))
+    s = np.sqrt(A)
+    pos = s > 0
+    out[~pos, 0] = float(act.sigma(np.zeros(1))[0])
+    if not pos.any():
+        return out
+    sp = s[pos]
+    br = np.concatenate([_quad._breaks(act.kinks, sp, np.zeros_like(sp)),
+                         np.broadcast_to(_quad._FIXED, (sp.size, _quad._FIXED.size))], axis=1)
+    z, wz = _quad._segments(br, _quad.L_DEFAULT, n_quad)
+    vals = act.sigma(sp[:, None] * z) * wz * np.exp(-0.5 * z * z) / _SQRT_2PI
+    h_prev, h = np.ones_like(z), z.copy()
+    res = np.empty((sp.size, n_max + 1))
+    res[:, 0] = vals.sum(axis=1)
+    for n in range(1, n_max + 1):
+        res[:, n] = np.sum(vals * h, axis=1)
+        h_prev, h = h, (z * h - np.sqrt(n) * h_prev) / np.sqrt(n + 1)
+    out[pos] = res
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# The ReLU kernel averaged over the cosines (compiled: the grid needs it for ~10^6 node pairs).
+# ----------------------------------------------------------------------------------------------
+@njit(cache=True)
+def _relu_ubar(r1a, r2a, r1b, r2b, t1, w1, t2, w2, comp_p, comp_a, symmetric):
+    na, nb = r1a.size, r1b.size
+    out = np.zeros((na, nb))
+    inv2pi = 1.0 / (2.0 * np.pi)
+    for i in range(na):
+        j0 = i if symmetric else 0
+        for j in range(j0, nb):
+            acc = 0.0
+            for c in range(comp_p.size):
+                a = comp_a[c]
+                A = a * r1a[i] * r1a[i] + r2a[i] * r2a[i]
+                B = a * r1b[j] * r1b[j] + r2b[j] * r2b[j]
+                AB = A * B
+                if AB <= 0.0:
+                    continue
+                sq = np.sqrt(AB)
+                x1 = a * r1a[i] * r1b[j]
+                x2 = r2a[i] * r2b[j]
+                s = 0.0
+                for p in range(t1.size):
+                    for q in range(t2.size):
+                        C = x1 * t1[p] + x2 * t2[q]
+                        cs = C / sq
+                        if cs > 1.0:
+                            cs = 1.0
+                        elif cs < -1.0:
+                            cs = -1.0
+                        root = AB - C * C
+                        root = np.sqrt(root) if root > 0.0 else 0.0
+                        s += w1[p] * w2[q] * (root + (np.pi - np.arccos(cs)) * C)
+                acc += comp_p[c] * s * inv2pi
+            out[i, j] = acc
+            if symmetric:
+                out[j, i] = acc
+    return out
+
+
+def _relu_k(A, B, C):
+    AB = A * B
+    sq = np.sqrt(AB)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cs = np.where(sq > 0, C / sq, 0.0)
+    root = np.sqrt(np.maximum(AB - C * C, 0.0))
+    return (root + (np.pi - np.arccos(np.clip(cs, -1.0, 1.0))) * C) / (2.0 * np.pi)
+
+
+# ----------------------------------------------------------------------------------------------
+# Reduced potentials.
+# ----------------------------------------------------------------------------------------------
+class ReducedAnisotropic:
+    r"""Reduced potentials :math:`\bar V(r)`, :math:`\bar U(r, r')` of
+    :class:`~mflib.problems.AnisotropicGaussians` with :math:`\theta = w`.
+
+    A point is :math:`r = (r_1, r_2)`; arrays of points have shape (M, 2). When :math:`s_0 = d`
+    there is no :math:`r_2` (it is 0): arrays of shape (M,) or (M, 1) are accepted then.
+
+    With :math:`a_\pm = (1\pm\Delta)^2`, a neuron with radii :math:`r` has
+    :math:`\operatorname{Var}\langle w,x\rangle = A_\pm(r) = a_\pm r_1^2 + r_2^2` in class
+    :math:`\pm`, and two neurons with cosines :math:`t_1, t_2` have covariance
+    :math:`C_\pm = a_\pm r_1 r_1' t_1 + r_2 r_2' t_2`. Hence
+
+    .. math::
+
+        \bar V(r) = -\tfrac12\big(E\sigma(\sqrt{A_+}z) - E\sigma(\sqrt{A_-}z)\big),\qquad
+        \bar U(r, r') = \tfrac12\sum_\pm E_{t_1,t_2}\,k(A_\pm(r), A_\pm(r'), C_\pm),
+
+    with :math:`k(A, B, C) = E[\sigma(u)\sigma(v)]`. For ReLU :math:`k` is the arc-cosine formula
+    and :math:`\bar U` is a plain Gauss-Jacobi sum (compiled); for other activations Mehler's
+    expansion :math:`k = \sum_{n\le n_{\max}} c_n(A)c_n(B)\varrho^n` turns the average into exact
+    moments of the cosines (:func:`cosine_moments`) and :math:`\bar U` into a sum of separable
+    terms.
+
+    Parameters
+    ----------
+    problem : AnisotropicGaussians
+    n_cos : (int, int), optional
+        Gauss-Jacobi nodes for :math:`t_1` and :math:`t_2` (ReLU path). Default: enough for
+        :math:`10^{-10}` relative accuracy at the problem's :math:`s_0, d-s_0` (see the tests).
+    limit : bool
+        Use :math:`d\to\infty` (all cosines 0: :math:`\bar U = \tfrac12\sum_\pm k(A_\pm,B_\pm,0)`).
+    n_hermite : int
+        Truncation of Mehler's series (non-ReLU activations).
+    """
+
+    def __init__(self, problem, n_cos: tuple[int, int] | None = None, limit: bool = False,
+                 n_hermite: int = 40):
+        if not isinstance(problem, _problems.AnisotropicGaussians):
+            raise TypeError(f"problem must be an mflib.problems.AnisotropicGaussians, got "
+                            f"{type(problem).__name__}")
+        self.problem = problem
+        self.d, self.s0, self.delta = problem.d, problem.s0, problem.delta
+        self.activation = problem.activation
+        self.isotropic = self.s0 == self.d
+        self.ndim = 1 if self.isotropic else 2
+        self.limit = bool(limit)
+        self.n_hermite = check_int(n_hermite, "n_hermite", minimum=0)
+        m1, m2 = self.s0, self.d - self.s0
+        if n_cos is None:
+            n_cos = (self._default_nodes(m1), self._default_nodes(m2))
+        if len(n_cos) != 2:
+            raise ValueError(f"n_cos must be a pair of node counts, got {n_cos!r}")
+        n1 = check_int(n_cos[0], "n_cos[0]", minimum=1)
+        n2 = check_int(n_cos[1], "n_cos[1]", minimum=1)
+        self.n_cos = (n1, n2)
+        if self.limit:
+            self.t1, self.w1 = np.zeros(1), np.ones(1)
+            self.t2, self.w2 = np.zeros(1), np.ones(1)
+        else:
+            self.t1, self.w1 = cosine_rule(m1, n1)
+            self.t2, self.w2 = cosine_rule(m2, n2)
+        self.comp_p = np.array([0.5, 0.5])
+        self.comp_a = np.array([(1.0 + self.delta) ** 2, (1.0 - self.delta) ** 2])
+        self.is_relu = self.activation is _act.relu
+
+    @staticmethod
+    def _default_nodes(m: int) -> int:
+        # The cosine has standard deviation 1/sqrt(m); Gauss-Jacobi with n nodes is exact to degree
+        # 2n - 1 and the arc-cosine kernel's Taylor coefficients decay like k^{-3/2}.
+        if m <= 1:
+            return 1
+        return int(min(48, max(6, np.ceil(4 + 150.0 / m))))
+
+    def __repr__(self) -> str:
+        return (f"ReducedAnisotropic(d={self.d}, s0={self.s0}, delta={self.delta}, "
+                f"activation={self.activation.name!r}, n_cos={self.n_cos}, limit={self.limit})")
+
+    # -- inputs ----------------------------------------------------------------------------
+    def radii(self, R, name: str = "R") -> np.ndarray:
+        """Validate points and return them as an (M, 2) array (r2 = 0 when s0 = d)."""
+        R = as_array(R, name)
+        if R.ndim == 1 and self.isotropic:
+            R = R[:, None]
+        if R.ndim != 2 or R.shape[1] not in (1, 2):
+            raise ValueError(f"{name} must have shape (M, 2) (or (M,) when s0 = d), got {R.shape}")
+        if R.shape[1] == 1:
+            if not self.isotropic:
+                raise ValueError(f"{name} must have shape (M, 2) when s0 < d, got {R.shape}")
+            R = np.concatenate([R, np.zeros_like(R)], axis=1)
+        if self.isotropic and np.any(R[:, 1] != 0):
+            raise ValueError(f"{name}[:, 1] (r2) must be 0 when s0 = d")
+        return R
+
+    def embed(self, R, rng: np.random.Generator | None = None) -> np.ndarray:
+        r"""Weights :math:`w\in\mathbb R^d` with the given radii, shape (M, d): along
+        :math:`e_1` and :math:`e_{s_0+1}`, or along independent uniform directions if ``rng``."""
+        R = self.radii(R)
+        M, d, s0 = R.shape[0], self.d, self.s0
+        W = np.zeros((M, d))
+        if rng is None:
+            W[:, 0] = R[:, 0]
+            if s0 < d:
+                W[:, s0] = R[:, 1]
+            return W
+        rng = check_rng(rng)
+        G = rng.standard_normal((M, d))
+        W[:, :s0] = G[:, :s0] / np.linalg.norm(G[:, :s0], axis=1, keepdims=True) * R[:, :1]
+        if s0 < d:
+            W[:, s0:] = G[:, s0:] / np.linalg.norm(G[:, s0:], axis=1, keepdims=True) * R[:, 1:]
+        return W
+
+    def _A(self, R):
+        """A_pm for rows of R, shape (2, M)."""
+        return self.comp_a[:, None] * R[None, :, 0] ** 2 + R[None, :, 1] ** 2
+
+    # -- V ---------------------------------------------------------------------------------
+    def VBar(self, R) -> np.ndarray:
+        r""":math:`\bar V(r)`, shape (M,); exact (it equals :math:`V(w)` for any such :math:`w`)."""
+        R = self.radii(R)
+        A = self._A(R)
+        if self.is_relu:
+            g = np.sqrt(A) / _SQRT_2PI
+        else:
+            act = self.activation
+            g = _quad.gauss_expect(act.sigma, act.kinks, A.ravel()).reshape(A.shape)
+        return -0.5 * (g[0] - g[1])
+
+    def grad_VBar(self, R) -> np.ndarray:
+        r""":math:`\nabla_r\bar V(r)`, shape (M, 2), from the exact :math:`\nabla_w V` of the
+        problem at a weight with those radii (:math:`\partial_{r_1}\bar V = \langle\nabla V, e_1\rangle`)."""
+        R = self.radii(R)
+        g = self.problem.grad_V(self.embed(R))
+        out = np.zeros((R.shape[0], 2))
+        out[:, 0] = g[:, 0]
+        if not self.isotropic:
+            out[:, 1] = g[:, self.s0]
+        return out
+
+    # -- U ---------------------------------------------------------------------------------
+    def U_at_cosines(self, R1, R2, t1, t2) -> np.ndarray:
+        r"""The integrand: :math:`U(w, w')` for :math:`w, w'` with radii ``R1[i]``, ``R2[i]`` and
+        cosines ``t1[i]``, ``t2[i]``; shape (M,). For ReLU the arc-cosine formula, otherwise the
+        problem's own quadrature."""
+        R1 = self.radii(R1, "R1")
+        R2 = self.radii(R2, "R2")
+        M = R1.shape[0]
+        if R2.shape[0] != M:
+            raise ValueError(f"R2 must have the same number of rows as R1 ({M}), got {R2.shape[0]}")
+        t1 = as_array(t1, "t1", shape=(M,))
+        t2 = as_array(t2, "t2", shape=(M,))
+        if np.any(np.abs(t1) > 1) or np.any(np.abs(t2) > 1):
+            raise ValueError("t1 and t2 must lie in [-1, 1] (cosines)")
+        A, B = self._A(R1), self._A(R2)
+        C = (self.comp_a[:, None] * R1[None, :, 0] * R2[None, :, 0] * t1
+             + R1[None, :, 1] * R2[None, :, 1] * t2)
+        if self.is_relu:
+            k = _relu_k(A, B, C)
+        else:
+            act = self.activation
+            s, kk = act.sigma, act.kinks
+            k = _quad.gauss_expect_pair(s, s, kk, kk, A.ravel(), B.ravel(), C.ravel()).reshape(A.shape)
+        return self.comp_p @ k
+
+    def UBar(self, R1, R2=None) -> np.ndarray:
+        r""":math:`\bar U(r_i, r'_j)`, shape (M1, M2) (``R2`` defaults to ``R1``)."""
+        R1 = self.radii(R1, "R1")
+        sym = R2 is None
+        R2 = R1 if sym else self.radii(R2, "R2")
+        if self.is_relu:
+            return _relu_ubar(R1[:, 0].copy(), R1[:, 1].copy(), R2[:, 0].copy(), R2[:, 1].copy(),
+                              self.t1, self.w1, self.t2, self.w2, self.comp_p, self.comp_a, sym)
+        F1, D = self._features(R1)
+        F2 = F1 if sym else self._features(R2)[0]
+        return (F1 * D) @ F2.T
+
+    def _features(self, R):
+        r"""Separable form of :math:`\bar U` for non-ReLU activations: features (M, F), weights (F,).
+
+        :math:`\bar U(r, r') = \sum_f D_f F_f(r) F_f(r')` with, for each class, even :math:`n` and
+        even :math:`j\le n`, :math:`F = c_n(A)\,u_1^j u_2^{n-j}`,
+        :math:`u_1 = \sqrt{a}\,r_1/\sqrt A`, :math:`u_2 = r_2/\sqrt A`,
+        :math:`D = \tfrac12\binom nj E[t_1^j]E[t_2^{n-j}]` (odd moments vanish)."""
+        nmax = self.n_hermite
+        if self.limit:
+            mu1 = mu2 = cosine_moments(0, nmax)
+        else:
+            mu1 = cosine_moments(self.s0, nmax)
+            mu2 = cosine_moments(self.d - self.s0, nmax)
+        A = self._A(R)
+        feats, D = [], []
+        for c in range(2):
+            cn = hermite_coefficients(self.activation, A[c], nmax)
+            sA = np.sqrt(A[c])
+            with np.errstate(divide="ignore", invalid="ignore"):
+                u1 = np.where(sA > 0, np.sqrt(self.comp_a[c]) * R[:, 0] / sA, 0.0)
+                u2 = np.where(sA > 0, R[:, 1] / sA, 0.0)
+            for n in range(0, nmax + 1, 2):
+                for j in range(0, n + 1, 2):
+                    coef = self.comp_p[c] * comb(n, j) * mu1[j] * mu2[n - j]
+                    if coef == 0.0:
+                        continue
+                    feats.append(cn[:, n] * u1**j * u2 ** (n - j))
+                    D.append(coef)
+        return np.stack(feats, axis=1), np.array(D)
+
+    def risk(self, R, weights) -> float:
+        r""":math:`R(\bar\rho) = Ey^2 + 2\int\bar V d\bar\rho + \iint\bar U d\bar\rho d\bar\rho` for the
+        weighted atoms ``R`` (M, 2), ``weights`` (M,) (direct, no grid; cost :math:`M^2`)."""
+        R = self.radii(R)
+        w = _weights(weights, R.shape[0])
+        return float(1.0 + 2.0 * w @ self.VBar(R) + w @ self.UBar(R) @ w)
+
+
+def _weights(weights, M):
+    w = as_array(weights, "weights", shape=(M,))
+    if np.any(w < 0):
+        raise ValueError("weights must be >= 0")
+    if abs(w.sum() - 1.0) > 1e-9:
+        raise ValueError(f"weights must sum to 1, got {w.sum():.6g}")
+    return w
+
+
+# ----------------------------------------------------------------------------------------------
+# Initial laws.
+# ----------------------------------------------------------------------------------------------
+def gaussian_init(reduced: ReducedAnisotropic, kappa: float, n: int | tuple[int, int]):
+    r"""Weighted particles for the law of the radii when :math:`w\sim\mathcal N(0,\kappa^2 I_d/d)`.
+
+    Then :math:`r_1 = \tfrac{\kappa}{\sqrt d}\chi_{s_0}` and :math:`r_2 = \tfrac{\kappa}{\sqrt d}
+    \chi_{d-s_0}` are independent; each is represented by its ``n`` quantiles at levels
+    :math:`(k + 1/2)/n` with equal weights (the midpoint rule in probability, error
+    :math:`O(n^{-2})`), and the two are combined as a tensor product.
+
+    Parameters
+    ----------
+    reduced : ReducedAnisotropic
+    kappa : float > 0
+    n : int or (int, int)
+        Quantiles per radius.
+
+    Returns
+    -------
+    R : array (M, 2), weights : array (M,)
+    """
+    if not isinstance(reduced, ReducedAnisotropic):
+        raise TypeError("reduced must be a ReducedAnisotropic")
+    kappa = check_real(kappa, "kappa", low=0.0, low_open=True)
+    n1, n2 = (n, n) if np.isscalar(n) else n
+    n1 = check_int(n1, "n", minimum=1)
+    n2 = check_int(n2, "n", minimum=1)
+    d, s0 = reduced.d, reduced.s0
+    sc = kappa / np.sqrt(d)
+    r1 = sc * np.sqrt(stats.chi2.ppf((np.arange(n1) + 0.5) / n1, s0))
+    if reduced.isotropic:
+        return np.stack([r1, np.zeros(n1)], axis=1), np.full(n1, 1.0 / n1)
+    r2 = sc * np.sqrt(stats.chi2.ppf((np.arange(n2) + 0.5) / n2, d - s0))
+    R = np.stack(np.meshgrid(r1, r2, indexing="ij"), axis=-1).reshape(-1, 2)
+    return R, np.full(n1 * n2, 1.0 / (n1 * n2))
+
+
+def _low_rank(K, tol):
+    r"""Truncated eigen-decomposition :math:`K\approx Q\Lambda Q^\top` of a symmetric matrix, keeping
+    eigenvalues above ``tol`` times the largest: a randomised range finder (fixed internal seed,
+    so deterministic) with a posteriori check on fresh probes, falling back to ``eigh``."""
+    M = K.shape[0]
+    probe = np.random.default_rng(0)
+    k = 32
+    while 2 * k < M:
+        Q, _ = np.linalg.qr(K @ probe.standard_normal((M, k)))
+        lam, V = np.linalg.eigh(Q.T @ K @ Q)
+        top = np.abs(lam).max(initial=0.0)
+        keep = np.abs(lam) > tol * top
+        Qk, Lk = Q @ V[:, keep], lam[keep]
+        test = probe.standard_normal((M, 8))
+        KT = K @ test
+        err = np.linalg.norm(KT - Qk @ (Lk[:, None] * (Qk.T @ test))) / max(np.linalg.norm(KT), 1e-300)
+        if keep.sum() < k - 8 and err < 100.0 * tol + 1e-13:
+            return np.ascontiguousarray(Qk), Lk
+        k *= 2
+    lam, Q = np.linalg.eigh(K)
+    keep = np.abs(lam) > tol * np.abs(lam).max(initial=0.0)
+    return np.ascontiguousarray(Q[:, keep]), lam[keep]
+
+
+# ----------------------------------------------------------------------------------------------
+# Cubic B-splines on a uniform grid.
+# ----------------------------------------------------------------------------------------------
+def _bspline(x, lo, h, n):
+    """Indices (P, 4), values (P, 4) and derivatives (P, 4) of the cubic B-splines at x."""
+    s = (x - lo) / h
+    i0 = np.floor(s).astype(np.int64)
+    idx = i0[:, None] + np.arange(-1, 3)
+    u = np.abs(s[:, None] - idx)
+    sg = np.sign(s[:, None] - idx)
+    inner = u < 1
+    val = np.where(inner, (4.0 - 6.0 * u**2 + 3.0 * u**3) / 6.0, np.maximum(2.0 - u, 0.0) ** 3 / 6.0)
+    der = np.where(inner, -2.0 * u + 1.5 * u**2, -0.5 * np.maximum(2.0 - u, 0.0) ** 2) * sg / h
+    if idx.min() < 0 or idx.max() >= n:
+        raise _GridExit
+    return idx, val, der
+
+
+class _GridExit(Exception):
+    pass
+
+
+@dataclass
+class PDESolution:
+    r"""Output of :meth:`GridSolver.run`.
+
+    Attributes
+    ----------
+    t : array (K,)           record times
+    risk : array (K,)        :math:`R_h(\bar\rho_t)` at those times
+    R : array (M, 2)         final particle positions (radii)
+    weights : array (M,)     particle weights (constant in time)
+    snapshots : array (K, M, 2) or None   positions at the record times
+    mass : array (K,)        total deposited mass at the record times (1 up to round-off)
+    """
+
+    t: np.ndarray
+    risk: np.ndarray
+    R: np.ndarray
+    weights: np.ndarray
+    snapshots: np.ndarray | None
+    mass: np.ndarray
+
+
+class GridSolver:
+    r"""The reduced distributional dynamics on a grid (see the module docstring for the scheme).
+
+    Parameters
+    ----------
+    reduced : ReducedAnisotropic
+    h : float > 0
+        Grid spacing (the same in both radii).
+    r_max : float or (float, float)
+        Particles must stay in :math:`[0, r_{\max}]` (per radius); the nodes cover
+        :math:`[-3h, r_{\max} + 3h]` (the nodes below 0 make the potential even in each radius,
+        so that the velocity vanishes on the axes as it does in the PDE).
+    lam : float >= 0
+        Ridge :math:`\lambda`: adds :math:`\lambda|r|^2/2` to :math:`\bar\Psi` (exactly).
+    rank_tol : float or None
+        :math:`\bar U` is smooth, so :math:`K` has a tiny numerical rank (about 10 at
+        :math:`10^{-14}` for the anisotropic Gaussians at :math:`d = 320`). With ``rank_tol``,
+        :math:`K` is replaced once by its truncated eigen-decomposition
+        :math:`Q\Lambda Q^\top` (eigenvalues below ``rank_tol`` times the largest dropped), so a
+        step costs :math:`O(M_g r)` instead of :math:`O(M_g^2)`; ``None`` keeps the dense matrix.
+
+    Attributes
+    ----------
+    nodes : array (M_g, 2)   grid nodes
+    Vn : array (M_g,)        :math:`\bar V` at the nodes
+    K : array (M_g, M_g)     :math:`\bar U` between nodes (computed once)
+    rank : int               rank kept (``M_g`` when dense)
+    """
+
+    def __init__(self, reduced: ReducedAnisotropic, h: float, r_max, lam: float = 0.0,
+                 rank_tol: float | None = 1e-14):
+        if not isinstance(reduced, ReducedAnisotropic):
+            raise TypeError("reduced must be a ReducedAnisotropic")
+        self.reduced = reduced
+        self.h = check_real(h, "h", low=0.0, low_open=True)
+        rm = np.broadcast_to(np.asarray(r_max, dtype=float), (2,))
+        for k in range(reduced.ndim):
+            check_real(float(rm[k]), "r_max", low=4.0 * self.h, low_open=True)
+        self.lam = check_real(lam, "lam", low=0.0)
+        self.lo = -3.0 * self.h
+        self.shape = tuple(int(np.ceil((rm[k] + 3.0 * self.h - self.lo) / self.h)) + 1
+                           if k < reduced.ndim else 1
+                           for k in range(2))
+        axes = [self.lo + self.h * np.arange(self.shape[0]),
+                self.lo + self.h * np.arange(self.shape[1]) if reduced.ndim == 2 else np.zeros(1)]
+        self.axes = axes
+        self.nodes = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 2)
+        if self.nodes.shape[0] > 20000:
+            raise ValueError(f"the grid has {self.nodes.shape[0]} nodes (> 20000): increase h or "
+                             "decrease r_max")
+        self.Vn = reduced.VBar(np.abs(self.nodes))
+        self.K = reduced.UBar(np.abs(self.nodes))
+        if rank_tol is None:
+            self._Q, self._L = None, None
+            self.rank = self.K.shape[0]
+        else:
+            rank_tol = check_real(rank_tol, "rank_tol", low=0.0, high=1.0, low_open=True)
+            self._Q, self._L = _low_rank(self.K, rank_tol)
+            self.rank = self._L.size
+
+    def _Kdot(self, m):
+        if self._Q is None:
+            return self.K @ m
+        return self._Q @ (self._L * (self._Q.T @ m))
+
+    def __repr__(self) -> str:
+        return f"GridSolver(h={self.h}, shape={self.shape}, {self.reduced!r})"
+
+    # -- the discrete potential ---------------------------------------------------------------
+    def _basis(self, R):
+        """Flat node indices (P, B), values (P, B) and gradients (P, B, 2) of the tensor splines."""
+        try:
+            i1, v1, d1 = _bspline(R[:, 0], self.lo, self.h, self.shape[0])
+            if self.reduced.ndim == 1:
+                return i1, v1, np.stack([d1, np.zeros_like(d1)], axis=-1)
+            i2, v2, d2 = _bspline(R[:, 1], self.lo, self.h, self.shape[1])
+        except _GridExit:
+            raise ValueError(f"a particle left the grid (max radii {R.max(axis=0)}): increase "
+                             "r_max") from None
+        n2 = self.shape[1]
+        idx = (i1[:, :, None] * n2 + i2[:, None, :]).reshape(R.shape[0], -1)
+        val = (v1[:, :, None] * v2[:, None, :]).reshape(R.shape[0], -1)
+        g = np.stack([(d1[:, :, None] * v2[:, None, :]).reshape(R.shape[0], -1),
+                      (v1[:, :, None] * d2[:, None, :]).reshape(R.shape[0], -1)], axis=-1)
+        return idx, val, g
+
+    def deposit(self, R, weights) -> np.ndarray:
+        r"""Node masses :math:`m_a = \sum_i\omega_i S_a(r_i)`, shape (M_g,)."""
+        idx, val, _ = self._basis(R)
+        return np.bincount(idx.ravel(), weights=(val * weights[:, None]).ravel(),
+                           minlength=self.nodes.shape[0])
+
+    def density(self, R, weights) -> np.ndarray:
+        r"""The deposited density on the grid, shape ``self.shape`` (mass per unit area, >= 0)."""
+        m = self.deposit(R, weights)
+        return m.reshape(self.shape) / self.h ** self.reduced.ndim
+
+    def velocity(self, R, weights) -> np.ndarray:
+        r""":math:`-\nabla_r\bar\Psi_h(r_i)`, shape (M, 2)."""
+        idx, val, g = self._basis(R)
+        m = np.bincount(idx.ravel(), weights=(val * weights[:, None]).ravel(),
+                        minlength=self.nodes.shape[0])
+        c = self.Vn + self._Kdot(m)
+        v = -np.einsum("pb,pbk->pk", c[idx], g)
+        if self.lam:
+            v -= self.lam * R
+        return v
+
+    def risk(self, R, weights) -> float:
+        r""":math:`R_h = Ey^2 + 2m^\top\bar V_{\rm nodes} + m^\top K m` (plus :math:`\lambda\int|r|^2` if
+        ``lam``: then this is :math:`R + \lambda\int|r|^2`, twice the ridge-regularised energy)."""
+        m = self.deposit(R, weights)
+        out = 1.0 + 2.0 * m @ self.Vn + m @ self._Kdot(m)
+        if self.lam:
+            out += self.lam * weights @ np.sum(R**2, axis=1)
+        return float(out)
+
+    # -- time stepping ------------------------------------------------------------------------
+    def run(self, R0, weights, T: float, dt: float, n_records: int = 50, log_times: bool = False,
+            snapshots: bool = False, progress: bool | None = None) -> PDESolution:
+        r"""Advance the particles by Heun's method from time 0 to ``T``.
+
+        Parameters
+        ----------
+        R0 : array (M, 2)
+            Initial radii (e.g. from :func:`gaussian_init`).
+        weights : array (M,)
+            Nonnegative, summing to 1.
+        T : float > 0
+        dt : float > 0
+            Time step (the last one is shortened to land on ``T``).
+        n_records : int >= 2
+            Number of record times, uniform in :math:`[0, T]` or, with ``log_times``, log-spaced
+            (from ``dt``), always including 0 and ``T``.
+        snapshots : bool
+            Keep the positions at the record times.
+        """
+        R = self.reduced.radii(R0, "R0").copy()
+        w = _weights(weights, R.shape[0])
+        T = check_real(T, "T", low=0.0, low_open=True)
+        dt = check_real(dt, "dt", low=0.0, low_open=True)
+        n_records = check_int(n_records, "n_records", minimum=2)
+        n_steps = int(np.ceil(T / dt - 1e-9))
+        times = np.concatenate([[0.0], np.minimum(np.arange(1, n_steps + 1) * dt, T)])
+        if log_times:
+            tr = np.concatenate([[0.0], np.geomspace(min(dt, T), T, n_records - 1)])
+        else:
+            tr = np.linspace(0.0, T, n_records)
+        rec_steps = np.unique(np.searchsorted(times, tr - 1e-12))
+        risks, snaps, mass = [], [], []
+        r_i = 0
+        with _progress.bar(n_steps, progress, desc="PDE") as bar:
+            for k in range(n_steps + 1):
+                if r_i < rec_steps.size and rec_steps[r_i] == k:
+                    risks.append(self.risk(R, w))
+                    mass.append(self.deposit(R, w).sum())
+                    if snapshots:
+                        snaps.append(R.copy())
+                    r_i += 1
+                if k == n_steps:
+                    break
+                tau = times[k + 1] - times[k]
+                v1 = self.velocity(R, w)
+                Rp = R + tau * v1
+                R = R + 0.5 * tau * (v1 + self.velocity(Rp, w))
+                # The potential is even in each radius: a particle that overshoots an axis is its
+                # own mirror image.
+                R = np.abs(R)
+                bar.update()
+        return PDESolution(t=times[rec_steps], risk=np.array(risks), R=R, weights=w,
+                           snapshots=np.array(snaps) if snapshots else None, mass=np.array(mass))
+
+
+# ----------------------------------------------------------------------------------------------
+# Independent check: particles in R^d with exact population gradients.
+# ----------------------------------------------------------------------------------------------
+def particle_flow(problem, W0, T: float, dt: float, n_records: int = 20, lam: float = 0.0,
+                  snapshots: bool = False):
+    r"""Heun steps of :math:`\dot w_i = -\nabla\Psi(w_i;\hat\rho_N) - \lambda w_i` with the exact
+    population gradient (no data sampling, no reduction): the "particle dynamics" of Mei,
+    Misiakiewicz and Montanari, and a discretisation of the PDE independent of :class:`GridSolver`.
+
+    Parameters
+    ----------
+    problem : Problem
+    W0 : array (N, d)
+    T, dt : float > 0
+    n_records : int >= 2
+        Uniform record times in :math:`[0, T]`.
+
+    Returns
+    -------
+    t : array (K,), risk : array (K,) (exact :math:`R_N`), W : array (N, d) final weights, and
+    snapshots (K, N, d) or None.
+    """
+    if not isinstance(problem, _problems.Problem):
+        raise TypeError("problem must be an mflib.problems.Problem")
+    W = as_array(W0, "W0", ndim=2).copy()
+    if W.shape[1] != problem.d or W.shape[0] == 0:
+        raise ValueError(f"W0 must have shape (N, {problem.d}) with N >= 1, got {W.shape}")
+    T = check_real(T, "T", low=0.0, low_open=True)
+    dt = check_real(dt, "dt", low=0.0, low_open=True)
+    lam = check_real(lam, "lam", low=0.0)
+    n_records = check_int(n_records, "n_records", minimum=2)
+    n_steps = int(np.ceil(T / dt - 1e-9))
+    tau = T / n_steps
+    rec = np.unique(np.round(np.linspace(0, n_steps, n_records)).astype(int))
+
+    def vel(W):
+        return -problem.grad_Psi(W, W) - lam * W
+
+    risks, snaps, r_i = [], [], 0
+    for k in range(n_steps + 1):
+        if r_i < rec.size and rec[r_i] == k:
+            risks.append(problem.risk(W))
+            if snapshots:
+                snaps.append(W.copy())
+            r_i += 1
+        if k == n_steps:
+            break
+        v1 = vel(W)
+        W = W + 0.5 * tau * (v1 + vel(W + tau * v1))
+    return rec * tau, np.array(risks), W, (np.array(snaps) if snapshots else None)
+
+
+# ----------------------------------------------------------------------------------------------
+# Noisy dynamics in one dimension: Fokker-Planck, free energy, Gibbs fixed point.
+# ----------------------------------------------------------------------------------------------
+class FokkerPlanck1D:
+    r"""Noisy mean-field dynamics of a problem with :math:`d = 1` on a uniform grid of cells.
+
+    .. math::
+
+        \partial_t\rho = \partial_w\big(\rho\,\partial_w\Psi_\lambda(w;\rho)\big)
+        + \beta^{-1}\partial_w^2\rho,
+        \qquad \Psi_\lambda = V + \int U(w, w')\rho(dw') + \tfrac\lambda2 w^2,
+
+    the Wasserstein gradient flow of
+    :math:`F_\beta(\rho) = \tfrac12R(\rho) + \tfrac\lambda2\int w^2 d\rho + \beta^{-1}\int\rho\log\rho`.
+    Cells of width :math:`h` hold masses :math:`m_i`; the flux between neighbouring cells is the
+    Scharfetter-Gummel flux, which is exact for the discrete Gibbs state
+    :math:`m_i\propto e^{-\beta\Psi_i}` (so the scheme's stationary points are exactly the fixed
+    points of :meth:`gibbs`), conserves mass to round-off (zero flux through the outer walls) and
+    keeps masses nonnegative under the explicit step limit
+    :math:`\Delta t\le 0.9\,\beta h^2/(2 + 2\max|z|)` that :meth:`run` enforces.
+
+    Parameters
+    ----------
+    problem : Problem with d = 1
+    w_max : float > 0
+        Cells cover :math:`[-w_{\max}, w_{\max}]`.
+    n_cells : int >= 8
+    beta : float > 0
+    lam : float >= 0
+    """
+
+    def __init__(self, problem, w_max: float, n_cells: int, beta: float, lam: float = 0.0):
+        if not isinstance(problem, _problems.Problem) or problem.d != 1:
+            raise ValueError("problem must be an mflib.problems.Problem with d = 1")
+        self.problem = problem
+        w_max = check_real(w_max, "w_max", low=0.0, low_open=True)
+        n = check_int(n_cells, "n_cells", minimum=8)
+        self.beta = check_real(beta, "beta", low=0.0, low_open=True)
+        self.lam = check_real(lam, "lam", low=0.0)
+        self.h = 2.0 * w_max / n
+        self.x = -w_max + self.h * (np.arange(n) + 0.5)
+        X = self.x[:, None]
+        self.Vx = problem.V(X) + 0.5 * self.lam * self.x**2
+        self.Ux = _U_1d(problem, self.x)
+
+    def Psi(self, m) -> np.ndarray:
+        r""":math:`\Psi_\lambda(x_i;\rho)` at the cell centres for cell masses ``m`` (n,)."""
+        return self.Vx + self.Ux @ m
+
+    def free_energy(self, m) -> float:
+        r""":math:`F_\beta = \tfrac12R + \tfrac\lambda2\int w^2 + \beta^{-1}\int\rho\log\rho` with
+        :math:`\rho = m/h` piecewise constant."""
+        p = self.problem
+        V = self.Vx - 0.5 * self.lam * self.x**2
+        R = p.Ey2 + 2.0 * m @ V + m @ self.Ux @ m
+        pos = m > 0
+        ent = np.sum(m[pos] * np.log(m[pos] / self.h))
+        return float(0.5 * R + 0.5 * self.lam * m @ self.x**2 + ent / self.beta)
+
+    def risk(self, m) -> float:
+        """:math:`R(\\rho)` for cell masses m."""
+        V = self.Vx - 0.5 * self.lam * self.x**2
+        return float(self.problem.Ey2 + 2.0 * m @ V + m @ self.Ux @ m)
+
+    def _flux(self, m):
+        r"""Scharfetter-Gummel mass fluxes through the interior walls, shape (n - 1,).
+
+        :math:`J_{i+1/2} = \big(B(z)m_i - B(-z)m_{i+1}\big)/(\beta h^2)`,
+        :math:`z = \beta(\Psi_{i+1}-\Psi_i)`,
+        :math:`B(z) = z/(e^z-1)`; it vanishes exactly when :math:`m_{i+1}/m_i = e^{-z}`."""
+        z = self.beta * np.diff(self.Psi(m))
+        return (_bernoulli(z) * m[:-1] - _bernoulli(-z) * m[1:]) / (self.beta * self.h**2), z
+
+    def _dt_max(self, z):
+        # Positivity of explicit Euler: dt (B(z_right) + B(-z_left)) <= beta h^2, and B(z) <= 1 + |z|.
+        return 0.9 * self.beta * self.h**2 / (2.0 + 2.0 * np.abs(z).max(initial=0.0))
+
+    def step(self, m, dt_max: float = np.inf):
+        """One explicit Euler step (at most ``dt_max``, within the positivity limit); returns
+        the new masses and the step taken."""
+        F, z = self._flux(m)
+        dt = min(dt_max, self._dt_max(z))
+        out = m.copy()
+        out[:-1] -= dt * F
+        out[1:] += dt * F
+        return out, dt
+
+    def run(self, m0, T: float, n_records: int = 50):
+        r"""Explicit Euler with adaptive steps (positivity limit) from cell masses ``m0`` to ``T``.
+
+        Returns
+        -------
+        t : array (K,) uniform record times, m : array (K, n) masses, F : array (K,) free energies,
+        risk : array (K,)
+        """
+        m = as_array(m0, "m0", shape=self.x.shape).copy()
+        if np.any(m < 0) or abs(m.sum() - 1) > 1e-9:
+            raise ValueError("m0 must be nonnegative cell masses summing to 1")
+        T = check_real(T, "T", low=0.0, low_open=True)
+        n_records = check_int(n_records, "n_records", minimum=2)
+        tr = np.linspace(0.0, T, n_records)
+        ms, t = [m.copy()], 0.0
+        for target in tr[1:]:
+            while t < target - 1e-14:
+                m, dt = self.step(m, target - t)
+                t += dt
+            ms.append(m.copy())
+        ms = np.array(ms)
+        return (tr, ms, np.array([self.free_energy(q) for q in ms]),
+                np.array([self.risk(q) for q in ms]))
+
+    def gibbs(self, damping: float = 0.5, tol: float = 1e-12, max_iter: int = 10000, m0=None):
+        r"""Fixed point :math:`m_i\propto e^{-\beta\Psi_\lambda(x_i;m)}` by damped iteration
+        :math:`m\leftarrow(1-\alpha)m + \alpha\,e^{-\beta\Psi(m)}/Z`.
+
+        Returns
+        -------
+        m : array (n,), n_iter : int (raises RuntimeError when it does not converge)
+        """
+        damping = check_real(damping, "damping", low=0.0, high=1.0, low_open=True)
+        m = np.full(self.x.size, 1.0 / self.x.size) if m0 is None else as_array(m0, "m0").copy()
+        for it in range(1, check_int(max_iter, "max_iter", minimum=1) + 1):
+            e = -self.beta * self.Psi(m)
+            g = np.exp(e - e.max())
+            g /= g.sum()
+            new = (1 - damping) * m + damping * g
+            if np.abs(new - m).max() < tol:
+                return new, it
+            m = new
+        raise RuntimeError(f"Gibbs iteration did not converge in {max_iter} iterations; try a "
+                           "smaller damping")
+
+
+def _U_1d(problem, x):
+    """U(x_i, x_j) for a problem in d = 1: both pre-activations are multiples of the same Gaussian,
+    so U is a one-dimensional expectation (split at both neurons' kinks)."""
+    act = problem.activation
+    if act is _act.relu:
+        return problem.U(x[:, None])
+    n = x.size
+    out = np.zeros((n, n))
+    kinks = np.asarray(act.kinks, dtype=float)
+    for p, cov in problem.components:
+        s = np.sqrt(cov[0]) * x
+        si, sj = np.repeat(s, n), np.tile(s, n)
+        zero = np.zeros_like(si)
+        br = np.concatenate([_quad._breaks(kinks, si, zero), _quad._breaks(kinks, sj, zero),
+                             np.broadcast_to(_quad._FIXED, (si.size, _quad._FIXED.size))], axis=1)
+        z, wz = _quad._segments(br, _quad.L_DEFAULT, 16)
+        vals = act.sigma(si[:, None] * z) * act.sigma(sj[:, None] * z) * wz * np.exp(-0.5 * z * z)
+        out += p * (vals.sum(axis=1) / _SQRT_2PI).reshape(n, n)
+    return out
+
+
+def _bernoulli(z):
+    """B(z) = z / (e^z - 1), stable near 0."""
+    small = np.abs(z) < 1e-6
+    zz = np.where(small, 1.0, z)
+    return np.where(small, 1.0 - 0.5 * z, zz / np.expm1(zz))
