@@ -144,6 +144,15 @@ def test_quantile_jko_mean_is_backward_euler_exactly():
     np.testing.assert_allclose(q.mean(axis=1), want, rtol=1e-11, atol=1e-11)
 
 
+def test_exercise_ch5_1_error_of_the_mean():
+    """Exercise ex-ch5-1: at t = 1 with tau = 0.1 the mean is off by 2 (1.1^-10 - e^-1) = 0.0353,
+    close to the leading term 2 e^-1 tau / 2 = 0.0368."""
+    q = J.fokker_planck_1d(lambda x: x, 1.0, J.gaussian_quantiles(2.0, 0.25, 20), 0.1, 10)
+    err = q[-1].mean() - 2 * np.exp(-1)
+    assert err == pytest.approx(0.0353, abs=5e-5)
+    assert abs(err - np.exp(-1) * 0.1) < 0.002
+
+
 def test_quantile_jko_stationary_variance():
     """At a fixed point sum_i q_i G_i = 0 gives mean(q^2) = (M - 1) / (M a beta) for V = a x^2 / 2
     (the discrete analogue of Var = 1/(a beta); the answer of exercise ex-ch5-2)."""
