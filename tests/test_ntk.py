@@ -1,0 +1,384 @@
+"""Tests for mflib.ntk: empirical NTK against finite differences and its Monte Carlo limit, the
+kernel-time bookkeeping of gradient descent, the linearised closed form against ODE integration,
+width scalings, and every error path."""
+
+import numpy as np
+import pytest
+from scipy.integrate import solve_ivp
+
+import mflib as mf
+from mflib import ntk
+
+SIGMAS = 5.0
+
+
+def _small(N=5, d=3, n=4, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d))
+    a, W = ntk.init(N, d, rng)
+    y = rng.standard_normal(n)
+    return X, y, a, W
+
+
+def _fd_jacobian(X, a, W, scaling, trained, step=1e-6):
+    """Central differences of mflib.network.forward in the trained variables."""
+    g = ntk.gamma(W.shape[0], scaling)
+    ua = 1.0 if trained == "a_bar" else 1.0 / g            # d a_bar = d a / gamma
+    cols = []
+    for k in range(a.size):
+        e = np.zeros_like(a)
+        e[k] = step * ua
+        cols.append((mf.network.forward(X, W, a=a + e, scaling=scaling)
+                     - mf.network.forward(X, W, a=a - e, scaling=scaling)) / (2 * step))
+    for k in range(W.size):
+        E = np.zeros(W.size)
+        E[k] = step
+        E = E.reshape(W.shape)
+        cols.append((mf.network.forward(X, W + E, a=a, scaling=scaling)
+                     - mf.network.forward(X, W - E, a=a, scaling=scaling)) / (2 * step))
+    return np.stack(cols, axis=1)
+
+
+@pytest.mark.parametrize("scaling", ["ntk", "mean_field"])
+@pytest.mark.parametrize("trained", ["a_bar", "a"])
+def test_empirical_ntk_against_finite_differences(scaling, trained):
+    X, _, a, W = _small()
+    Z = np.random.default_rng(9).standard_normal((3, 3))
+    J = _fd_jacobian(X, a, W, scaling, trained)
+    Jz = _fd_jacobian(Z, a, W, scaling, trained)
+    c = ntk.time_factor(W.shape[0], scaling, trained)
+    assert np.allclose(ntk.jacobian(X, a, W, scaling, trained), J, atol=1e-8)
+    E = ntk.empirical_ntk(X, a, W, scaling, trained)
+    assert np.allclose(E.K, c * J @ J.T, atol=1e-8)
+    assert np.allclose(E.K, E.Ka + E.Kw)
+    # the split: second-layer columns give Ka, first-layer columns give Kw
+    N = a.size
+    assert np.allclose(E.Ka, c * J[:, :N] @ J[:, :N].T, atol=1e-8)
+    assert np.allclose(E.Kw, c * J[:, N:] @ J[:, N:].T, atol=1e-8)
+    Ez = ntk.empirical_ntk(Z, a, W, scaling, trained, Y=X)
+    assert np.allclose(Ez.K, c * Jz @ J.T, atol=1e-8)
+    assert np.array_equal(E.K, E.K.T)
+
+
+def test_empirical_ntk_is_the_lecture_gram_matrix():
+    """trained="a": K = Ka(w) + Kw(a) with the lecture's a_k = gamma a_bar_k."""
+    X, _, a, W = _small(N=7)
+    g = ntk.gamma(7, "ntk")
+    S = np.maximum(X @ W.T, 0.0)
+    D = (X @ W.T > 0).astype(float)
+    Ka = S @ S.T / 7
+    Kw = ((D * (g * a) ** 2) @ D.T / 7) * (X @ X.T)
+    E = ntk.empirical_ntk(X, a, W, "ntk", "a")
+    assert np.allclose(E.Ka, Ka) and np.allclose(E.Kw, Kw)
+    # and the initial kernel for trained="a_bar" does not depend on the scaling
+    assert np.allclose(ntk.empirical_ntk(X, a, W, "ntk").K, ntk.empirical_ntk(X, a, W, "mean_field").K)
+
+
+@pytest.mark.parametrize("trained", ["a_bar", "a"])
+def test_empirical_ntk_converges_to_limit_kernel(trained):
+    """Entrywise Monte Carlo check of the infinite-width Gram matrix with N = 1e6 neurons."""
+    rng = np.random.default_rng(3)
+    X = mf.ntk.sphere(5, 4, rng)
+    N = 1_000_000
+    a, W = ntk.init(N, 4, rng)
+    H = X @ W.T
+    S, D = np.maximum(H, 0.0), (H > 0).astype(float)
+    c2 = 1.0 if trained == "a_bar" else 0.0
+    # per-neuron contributions g_k(x_i, x_j), (n, n, N) is too big: accumulate moments instead
+    m1 = (S @ S.T + c2 * (D * a**2) @ D.T * (X @ X.T)) / N
+    # exact second moment of g = s_i s_j + c2 a^2 d_i d_j G_ij, using d = 1{s > 0}
+    G = X @ X.T
+    SD = S * D
+    m2 = ((S**2) @ (S**2).T + 2 * c2 * (SD * a**2) @ SD.T * G
+          + c2 * (D * a**4) @ D.T * G**2) / N
+    se = np.sqrt(np.maximum(m2 - m1**2, 0.0) / N)
+    lim = ntk.limit_kernel(X, trained=trained)
+    assert np.all(np.abs(m1 - lim) <= SIGMAS * se + 1e-12)
+    if trained == "a_bar":
+        E = ntk.empirical_ntk(X, a[:20000], W[:20000])
+        assert np.linalg.norm(E.K - lim) < 0.2 * np.linalg.norm(lim)
+
+
+def test_time_factor_and_gamma():
+    assert ntk.gamma(100, "ntk") == pytest.approx(0.1)
+    assert ntk.gamma(100, "mean_field") == pytest.approx(0.01)
+    assert ntk.time_factor(100, "ntk", "a_bar") == pytest.approx(1.0)
+    assert ntk.time_factor(100, "mean_field", "a_bar") == pytest.approx(100.0)
+    assert ntk.time_factor(100, "mean_field", "a") == pytest.approx(0.01)
+
+
+@pytest.mark.parametrize("scaling", ["ntk", "mean_field"])
+@pytest.mark.parametrize("trained", ["a_bar", "a"])
+def test_gd_step_is_the_ntk_evolution(scaling, trained):
+    """h(X; s+ds) = h(X; s) - (ds/n) K e + O(ds^2): kernel time is the time of dh/ds = -K e / n."""
+    X, y, a, W = _small(N=6, n=5, seed=4)
+    n = X.shape[0]
+    E = ntk.empirical_ntk(X, a, W, scaling, trained).K
+    e0 = ntk.output(X, a, W, scaling) - y
+    errs = []
+    for ds in (1e-3, 5e-4):
+        r = ntk.train(X, y, a, W, scaling, ds=ds, steps=1, trained=trained, record_every=1)
+        errs.append(np.abs(r.h[1] - (r.h[0] - ds / n * E @ e0)).max())
+    assert errs[0] < 1e-4 * np.abs(e0).max()
+    assert 3.0 < errs[0] / errs[1] < 5.0                        # second order in ds
+
+
+@pytest.mark.parametrize("trained", ["a_bar", "a"])
+def test_gd_step_matches_network_risk_gradient(trained):
+    X, y, a, W = _small(N=8, n=6, seed=2)
+    scaling, ds = "mean_field", 0.3
+    N = a.size
+    G = mf.network.risk_gradient(X, y, W, a=a, scaling=scaling)       # gradient of 2 R_S
+    c = ntk.time_factor(N, scaling, trained)
+    ca = ntk.time_factor(N, scaling, "a_bar")                         # a_bar moves at this rate
+    r = ntk.train(X, y, a, W, scaling, ds=ds, steps=1, trained=trained)
+    assert np.allclose(r.a_bar, a - ds * ca * 0.5 * G.a, atol=1e-13)
+    assert np.allclose(r.W, W - ds * c * 0.5 * G.W, atol=1e-13)
+    assert r.risk[0] == pytest.approx(ntk.risk(X, y, a, W, scaling), rel=1e-13)
+    assert r.risk[0] == pytest.approx(0.25 * np.mean(G.residual**2) * 2, rel=1e-13)
+
+
+def test_train_records_and_monotone_risk():
+    X, y, a, W = _small(N=30, n=10, seed=5)
+    Xt = np.random.default_rng(0).standard_normal((4, 3))
+    r = ntk.train(X, y, a, W, "mean_field", ds=0.05, steps=200, record_every=10, X_test=Xt)
+    assert r.s[0] == 0 and r.s[-1] == pytest.approx(10.0) and r.s.size == 21
+    assert np.all(np.diff(r.risk) <= 1e-15)                          # gradient descent, small step
+    assert r.move_a_bar[0] == 0 and r.move_w[0] == 0 and r.dist[0] == 0 and r.kernel_change[0] == 0
+    assert np.allclose(r.move_a, r.gamma * r.move_a_bar)
+    assert np.allclose(r.h_test[-1], ntk.output(Xt, r.a_bar, r.W, "mean_field"))
+    assert np.allclose(r.h[-1], ntk.output(X, r.a_bar, r.W, "mean_field"))
+    dist = np.sqrt(r.gamma**2 * np.sum((r.a_bar - a) ** 2) + np.sum((r.W - W) ** 2))
+    assert r.dist[-1] == pytest.approx(dist)
+    K1 = ntk.empirical_ntk(X, r.a_bar, r.W, "mean_field").K
+    assert r.kernel_change[-1] == pytest.approx(np.linalg.norm(K1 - ntk.empirical_ntk(X, a, W).K))
+    again = ntk.train(X, y, a, W, "mean_field", ds=0.05, steps=200, record_every=10, X_test=Xt)
+    assert np.array_equal(again.h, r.h)                              # deterministic
+    assert np.array_equal(a, _small(N=30, n=10, seed=5)[2])          # inputs untouched
+
+
+def test_divergence():
+    X, y, a, W = _small(N=10, n=8, seed=1)
+    with pytest.raises(ntk.DivergenceError, match="smaller ds"):
+        ntk.train(10 * X, y, a, W, "ntk", ds=50.0, steps=400, record_every=1)
+
+
+def _random_psd(n, rank, rng):
+    A = rng.standard_normal((n, rank))
+    return A @ A.T
+
+
+@pytest.mark.parametrize("ds", [None, 0.25])
+def test_linearised_closed_form_against_ode(ds):
+    rng = np.random.default_rng(7)
+    n, m = 6, 3
+    K0 = _random_psd(n, n - 1, rng)                                  # one zero eigenvalue
+    Kx = rng.standard_normal((m, n))
+    h0, y, hx0 = rng.standard_normal(n), rng.standard_normal(n), rng.standard_normal(m)
+    s = np.arange(0, 41) * 0.25
+    lin = ntk.linearised(K0, h0, y, s, K0_test=Kx, h0_test=hx0, ds=ds)
+    if ds is None:
+        def rhs(_, z):
+            e = z[:n] - y
+            return np.concatenate([-K0 @ e / n, -Kx @ e / n])
+        sol = solve_ivp(rhs, (0, s[-1]), np.concatenate([h0, hx0]), t_eval=s, rtol=1e-11, atol=1e-12,
+                        method="DOP853")
+        ref = sol.y.T
+    else:
+        z, ref = np.concatenate([h0, hx0]), []
+        for _ in s:
+            ref.append(z.copy())
+            e = z[:n] - y
+            z = z - ds / n * np.concatenate([K0 @ e, Kx @ e])
+        ref = np.array(ref)
+    assert np.allclose(lin.train, ref[:, :n], atol=1e-8)
+    assert np.allclose(lin.test, ref[:, n:], atol=1e-8)
+    assert np.allclose(lin.train[0], h0)
+
+
+def test_linearised_model_in_parameter_space():
+    """Integrate the linear ODE for the parameters, d theta/ds = -c J^T (h_lin - y)/n, and compare
+    h_lin = h0 + J (theta - theta0) on training and test inputs with the kernel closed form."""
+    X, y, a, W = _small(N=4, d=2, n=5, seed=8)
+    Xt = np.random.default_rng(1).standard_normal((3, 2))
+    for scaling, trained in (("ntk", "a_bar"), ("mean_field", "a_bar"), ("ntk", "a")):
+        N, n = a.size, X.shape[0]
+        c = ntk.time_factor(N, scaling, trained)
+        J = ntk.jacobian(X, a, W, scaling, trained)
+        Jt = ntk.jacobian(Xt, a, W, scaling, trained)
+        h0, ht0 = ntk.output(X, a, W, scaling), ntk.output(Xt, a, W, scaling)
+        s = np.linspace(0, 30, 7)
+        sol = solve_ivp(lambda _, p, c=c, J=J, h0=h0, n=n: -c * J.T @ (h0 + J @ p - y) / n, (0, 30),
+                        np.zeros(J.shape[1]), t_eval=s, rtol=1e-11, atol=1e-13, method="DOP853")
+        P = sol.y.T
+        K0 = ntk.empirical_ntk(X, a, W, scaling, trained).K
+        Kt = ntk.empirical_ntk(Xt, a, W, scaling, trained, Y=X).K
+        lin = ntk.linearised(K0, h0, y, s, K0_test=Kt, h0_test=ht0)
+        assert np.allclose(lin.train, h0 + P @ J.T, atol=1e-7)
+        assert np.allclose(lin.test, ht0 + P @ Jt.T, atol=1e-7)
+
+
+def test_predictor_interpolates_and_is_the_long_time_limit():
+    rng = np.random.default_rng(2)
+    X = ntk.sphere(12, 5, rng)
+    Xt = ntk.sphere(4, 5, rng)
+    y = rng.standard_normal(12)
+    for trained in ("a_bar", "a"):
+        assert np.allclose(ntk.ntk_predictor(X, y, X, trained=trained), y, atol=1e-8)
+        K0 = ntk.limit_kernel(X, trained=trained)
+        lin = ntk.linearised(K0, np.zeros(12), y, [1e9], K0_test=ntk.limit_kernel(Xt, X, trained),
+                             h0_test=np.zeros(4))
+        assert np.allclose(lin.test[0], ntk.ntk_predictor(X, y, Xt, trained=trained), atol=1e-6)
+    ridge = ntk.ntk_predictor(X, y, Xt, ridge=0.1)
+    K0 = ntk.limit_kernel(X)
+    coef = np.linalg.solve(K0 + 0.1 * 12 * np.eye(12), y)
+    assert np.allclose(ridge, ntk.limit_kernel(Xt, X) @ coef)
+
+
+def test_symmetric_init_and_seeds():
+    rng = np.random.default_rng(0)
+    a, W = ntk.init(10, 3, rng, symmetric=True)
+    X = rng.standard_normal((5, 3))
+    assert np.allclose(ntk.output(X, a, W), 0.0, atol=1e-15)
+    a1, W1 = ntk.init(10, 3, np.random.default_rng(4))
+    a2, W2 = ntk.init(10, 3, np.random.default_rng(4))
+    assert np.array_equal(a1, a2) and np.array_equal(W1, W2)
+
+
+def _circle(n=20):
+    phi = 2 * np.pi * (np.arange(n) + 0.5) / n
+    return ntk.lifted_circle(phi), np.sin(2 * phi)
+
+
+def test_lazy_versus_mean_field_width_scaling():
+    """Per-neuron movement: O(N^-1/2) in the NTK scaling, O(1) in the mean-field scaling."""
+    X, y = _circle()
+    Ns = np.array([100, 400, 1600])
+    slopes = {}
+    for scaling in ("ntk", "mean_field"):
+        rw, kc = [], []
+        for N in Ns:
+            a, W = ntk.init(int(N), 3, np.random.default_rng(int(N)))
+            r = ntk.train(X, y, a, W, scaling, ds=0.5, steps=100, n_log=3)
+            rw.append(r.rms_w[-1])
+            kc.append(r.kernel_change[-1])
+        slopes[scaling] = (ntk.loglog_slope(Ns, rw)[0], ntk.loglog_slope(Ns, kc)[0])
+    assert slopes["ntk"][0] == pytest.approx(-0.5, abs=0.15)
+    assert slopes["mean_field"][0] == pytest.approx(0.0, abs=0.1)
+    assert slopes["ntk"][1] < -0.5 and abs(slopes["mean_field"][1]) < 0.15
+
+
+def test_exercise_lecture_flow_is_lazy_for_gamma_one_over_N():
+    """Chapter 6, exercise 1: the lecture's flow (trained="a") with gamma = 1/N moves a_bar by O(1)
+    but w only by O(N^-2); with gamma = 1/sqrt(N), |a_k(t) - a_k(0)| = O(1/N)."""
+    X, y = _circle()
+    Ns = np.array([100, 400, 1600])
+    ra, rw, ma = [], [], []
+    for N in Ns:
+        a, W = ntk.init(int(N), 3, np.random.default_rng(int(N)))
+        r = ntk.train(X, y, a, W, "mean_field", ds=0.5, steps=100, trained="a", n_log=3,
+                      track_kernel=False)
+        ra.append(r.rms_a_bar[-1])
+        rw.append(r.rms_w[-1])
+        r = ntk.train(X, y, a, W, "ntk", ds=0.5, steps=100, trained="a", n_log=3, track_kernel=False)
+        ma.append(r.move_a[-1])
+    assert ntk.loglog_slope(Ns, ra)[0] == pytest.approx(0.0, abs=0.1)
+    assert ntk.loglog_slope(Ns, rw)[0] == pytest.approx(-2.0, abs=0.1)
+    assert ntk.loglog_slope(Ns, ma)[0] == pytest.approx(-1.0, abs=0.2)
+
+
+def test_lambda_min_and_width_condition():
+    assert ntk.lambda_min(np.diag([3.0, 0.5, 2.0])) == pytest.approx(0.5)
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((1_000_000, 3))
+    s4 = np.sum(np.abs(w), axis=1) ** 4
+    assert abs(ntk.l1_moment(3) - s4.mean()) < SIGMAS * s4.std() / 1000.0
+    assert ntk.l1_moment(1) == pytest.approx(3.0)
+    wc = ntk.width_condition(n=10, d=2, lambda_S=0.1, R0=0.5, delta=0.1)
+    t1 = 32 * 10**4 * ntk.l1_moment(2) / (0.01 * 0.1)
+    assert wc.terms[0] == pytest.approx(t1)
+    assert wc.terms[1] == pytest.approx(4 * np.sqrt(2) * 2 * 10 * np.sqrt(0.5) / 0.1)
+    c3 = 256 * np.sqrt(2) * 8 * 100 * np.sqrt(0.5) / 0.01
+    assert wc.N_min >= max(wc.terms) * (1 - 1e-9)
+    assert wc.N_min >= c3 * np.log(4 * wc.N_min * 3 / 0.1) * (1 - 1e-9)    # fixed point reached
+    assert ntk.width_condition(10, 2, 0.05, 0.5).N_min > wc.N_min
+
+
+def test_helpers():
+    x = np.array([1.0, 10.0, 100.0, 1000.0])
+    slope, se = ntk.loglog_slope(x, 3.0 * x**-0.5)
+    assert slope == pytest.approx(-0.5) and se < 1e-12
+    P = ntk.lifted_circle(np.linspace(0, 6, 9))
+    assert P.shape == (9, 3) and np.allclose(np.linalg.norm(P, axis=1), 1.0)
+    S = ntk.sphere(7, 4, np.random.default_rng(0))
+    assert S.shape == (7, 4) and np.allclose(np.linalg.norm(S, axis=1), 1.0)
+    assert mf.ntk is ntk
+
+
+def test_errors():
+    X, y, a, W = _small()
+    with pytest.raises(ValueError, match="scaling"):
+        ntk.gamma(10, "xavier")
+    with pytest.raises(ValueError, match="N must be >= 1"):
+        ntk.gamma(0)
+    with pytest.raises(ValueError, match="trained"):
+        ntk.time_factor(10, "ntk", "w")
+    with pytest.raises(ValueError, match="N must be even"):
+        ntk.init(5, 2, np.random.default_rng(0), symmetric=True)
+    with pytest.raises(TypeError, match="Generator"):
+        ntk.init(4, 2, 0)
+    with pytest.raises(ValueError, match="X must have d = 3"):
+        ntk.empirical_ntk(np.ones((4, 2)), a, W)
+    with pytest.raises(ValueError, match="a_bar must have shape"):
+        ntk.empirical_ntk(X, a[:3], W)
+    with pytest.raises(ValueError, match="Y must have d = 3"):
+        ntk.empirical_ntk(X, a, W, Y=np.ones((2, 2)))
+    with pytest.raises(ValueError, match="W must have at least one row"):
+        ntk.empirical_ntk(X, np.ones(0), np.ones((0, 3)))
+    with pytest.raises(ValueError, match="trained"):
+        ntk.jacobian(X, a, W, trained="b")
+    with pytest.raises(ValueError, match="square"):
+        ntk.lambda_min(np.ones((2, 3)))
+    with pytest.raises(ValueError, match="symmetric"):
+        ntk.lambda_min(np.array([[1.0, 2.0], [0.0, 1.0]]))
+    with pytest.raises(ValueError, match="y must have shape"):
+        ntk.train(X, y[:2], a, W)
+    with pytest.raises(ValueError, match="ds must be >"):
+        ntk.train(X, y, a, W, ds=0.0)
+    with pytest.raises(ValueError, match="steps must be >= 0"):
+        ntk.train(X, y, a, W, steps=-1)
+    with pytest.raises(ValueError, match="scaling"):
+        ntk.train(X, y, a, W, scaling="sp")
+    with pytest.raises(ValueError, match="trained"):
+        ntk.train(X, y, a, W, trained="both")
+    with pytest.raises(ValueError, match="X_test must have d = 3"):
+        ntk.train(X, y, a, W, X_test=np.ones((2, 5)))
+    with pytest.raises(ValueError, match="record_every or n_log"):
+        ntk.train(X, y, a, W, record_every=2, n_log=3)
+    K0 = np.eye(4)
+    with pytest.raises(ValueError, match="K0 must be a non-empty square"):
+        ntk.linearised(np.ones((4, 3)), y, y, [1.0])
+    with pytest.raises(ValueError, match="h0 must have shape"):
+        ntk.linearised(K0, y[:3], y, [1.0])
+    with pytest.raises(ValueError, match="s must be"):
+        ntk.linearised(K0, y, y, [-1.0])
+    with pytest.raises(ValueError, match="both K0_test and h0_test"):
+        ntk.linearised(K0, y, y, [1.0], K0_test=np.ones((2, 4)))
+    with pytest.raises(ValueError, match="K0_test must have shape"):
+        ntk.linearised(K0, y, y, [1.0], K0_test=np.ones((2, 3)), h0_test=np.ones(2))
+    with pytest.raises(ValueError, match="multiple of ds"):
+        ntk.linearised(K0, y, y, [0.3], ds=0.25)
+    with pytest.raises(ValueError, match="X_test must have d"):
+        ntk.ntk_predictor(X, y, np.ones((2, 2)))
+    with pytest.raises(ValueError, match="ridge must be >= 0"):
+        ntk.ntk_predictor(X, y, X, ridge=-1.0)
+    with pytest.raises(ValueError, match="delta must be < 1"):
+        ntk.width_condition(10, 2, 0.1, 0.5, delta=1.0)
+    with pytest.raises(ValueError, match="lambda_S must be > 0"):
+        ntk.width_condition(10, 2, 0.0, 0.5)
+    with pytest.raises(ValueError, match="at least 3 points"):
+        ntk.loglog_slope([1.0, 2.0], [1.0, 2.0])
+    with pytest.raises(ValueError, match="phi must be a 1-D"):
+        ntk.lifted_circle(np.ones((2, 2)))
+    with pytest.raises(ValueError, match="n must be >= 1"):
+        ntk.sphere(0, 3, np.random.default_rng(0))
