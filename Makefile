@@ -12,7 +12,6 @@ SANITIZE  := tests/nbval_sanitize.cfg
 export MFLIB_PROGRESS := 0
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 export OMP_NUM_THREADS ?= 2
-export MPLBACKEND := Agg
 
 .PHONY: book test lab bench notebooks pytest nbval html sitecheck lint venv vendor chromium clean
 

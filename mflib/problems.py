@@ -77,11 +77,10 @@ def _relu_k(A, B, C, same: bool = False):
     if same:
         C = C.copy()
         np.fill_diagonal(C, A)
-    sq = np.sqrt(AB)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        cos = np.where(sq > 0, C / sq, 1.0)
-    theta = np.arccos(np.clip(cos, -1.0, 1.0))
     root = np.sqrt(np.maximum(AB - C * C, 0.0))
+    # atan2 keeps theta consistent with root: for (nearly) parallel pairs the errors of root and
+    # theta cancel in k to O(root^3); theta = pi for antiparallel pairs and 0 for zero vectors.
+    theta = np.arctan2(root, C)
     k = (root + (np.pi - theta) * C) / (2.0 * np.pi)
     with np.errstate(divide="ignore", invalid="ignore"):
         gA = np.where(A[:, None] > 0, root / A[:, None], 0.0) / (2.0 * np.pi)

@@ -19,7 +19,7 @@ def test_l2_error_against_monte_carlo(rng, d):
 def test_cross_term_averages_to_norm(rng, d):
     """E_w <f, sigma_w> = ||f||^2 = 1/(2 pi): checks c_d = d / (sqrt(2 pi) E|x|) in every d."""
     t = mf.approximation.GaussianReluTarget(d)
-    W = t.sample_neurons(200_000, rng)
+    W = t.sample_neurons(4_000_000 // d, rng)
     vals = np.linalg.norm(W, axis=1) * t.c_d / np.sqrt(2 * np.pi * d)
     assert abs(vals.mean() - t.norm2) < 5 * vals.std() / np.sqrt(vals.size)
 
