@@ -1,0 +1,44 @@
+"""Structure of the book: every chapter in _toc.yml is committed executed, small and complete."""
+
+import json
+import pathlib
+import re
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+TOC = (ROOT / "_toc.yml").read_text()
+FILES = re.findall(r"^\s*-?\s*(?:file|root):\s*(\S+)", TOC, re.M)
+NOTEBOOKS = [ROOT / (f + ".ipynb") for f in FILES if (ROOT / (f + ".ipynb")).exists()]
+CHAPTERS = [p for p in NOTEBOOKS if re.match(r"\d\d_", p.name)]
+
+
+def test_every_toc_entry_exists():
+    for f in FILES:
+        assert any((ROOT / (f + ext)).exists() for ext in (".ipynb", ".md")), f"{f} listed in _toc.yml is missing"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_committed_executed_in_order(path):
+    nb = json.loads(path.read_text())
+    code = [c for c in nb["cells"] if c["cell_type"] == "code" and "".join(c["source"]).strip()]
+    counts = [c.get("execution_count") for c in code]
+    assert None not in counts, f"{path.name}: some code cells were never executed; run `make notebooks`"
+    assert counts == sorted(counts), f"{path.name}: cells executed out of order"
+    assert any(c.get("outputs") for c in code), f"{path.name}: no outputs committed"
+    assert path.stat().st_size < 3_000_000, f"{path.name}: {path.stat().st_size / 1e6:.1f} MB, keep < 3 MB"
+    errors = [o for c in code for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors, f"{path.name}: committed with an error output"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_chapter_has_exercises_widget_and_captions(path):
+    nb = json.loads(path.read_text())
+    md = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
+    n_ex = len(re.findall(r"```\{exercise\}", md))
+    assert 2 <= n_ex <= 4, f"{path.name}: {n_ex} exercises (want 2 to 4)"
+    assert len(re.findall(r"`{3,4}\{solution\}", md)) == n_ex, f"{path.name}: an exercise lacks a solution"
+    assert "**Figure" in md, f"{path.name}: figures need captions"
+    tagged = [c for c in nb["cells"] if "nbval-ignore-output" in c.get("metadata", {}).get("tags", [])]
+    assert tagged, f"{path.name}: no widget cell (tagged nbval-ignore-output)"
+    assert md.lstrip().startswith("# "), f"{path.name}: must open with a '# N. Title' cell"
