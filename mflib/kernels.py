@@ -20,11 +20,11 @@ With them, the Gram matrices of H. Yang's lecture (lecture 13, 2022) for
 
 .. math::
 
-    k^{(a)}(x,x') = \kappa_1(x,x') \quad\text{(second layer, :func:`relu_kernel`)},\qquad
-    k^{(w)}(x,x') = E[\bar a^2]\,\kappa_0(x,x')\,\langle x,x'\rangle
-    \quad\text{(first layer, :func:`relu_grad_kernel`)},
+    k^{(a)}(x,x') = \kappa_1(x,x'),\qquad
+    k^{(w)}(x,x') = E[\bar a^2]\,\kappa_0(x,x')\,\langle x,x'\rangle,
 
-and the two-layer ReLU NTK is :math:`k^{(a)} + k^{(w)}` (:func:`ntk_kernel`).
+the second-layer (:func:`relu_kernel`) and first-layer (:func:`relu_grad_kernel`) parts, and the
+two-layer ReLU NTK is :math:`k^{(a)} + k^{(w)}` (:func:`ntk_kernel`).
 
 Conventions. A zero row gives exactly 0 in every kernel (for :math:`\kappa_0` this follows the
 convention :math:`\mathrm{relu}'(0) = 0` of :mod:`mflib.activations`). Angles are computed with
