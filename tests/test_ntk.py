@@ -382,3 +382,83 @@ def test_errors():
         ntk.lifted_circle(np.ones((2, 2)))
     with pytest.raises(ValueError, match="n must be >= 1"):
         ntk.sphere(0, 3, np.random.default_rng(0))
+
+
+def test_sweep_widths_summarises_train():
+    X, y = _circle(10)
+    sw = ntk.sweep_widths(X, y, [20, 80], "ntk", ds=0.5, steps=30, seeds=2, seed=3, n_log=4)
+    assert sw.N.tolist() == [20, 80] and sw.risk.shape == sw.risk_lin.shape == (2, sw.s.size)
+    mw, dKa = [], []
+    for j in range(2):                                   # the same runs, by hand
+        a0, W0 = ntk.init(20, 3, np.random.default_rng([3, 20, j]))
+        r = ntk.train(X, y, a0, W0, "ntk", ds=0.5, steps=30, n_log=4)
+        mw.append(r.move_w[-1])
+        dKa.append(np.linalg.norm(ntk.empirical_ntk(X, r.a_bar, r.W).Ka - ntk.empirical_ntk(X, a0, W0).Ka))
+        if j == 0:
+            assert np.array_equal(r.h, sw.runs[0].h) and np.array_equal(sw.init[0][1], W0)
+            lin = ntk.linearised(ntk.empirical_ntk(X, a0, W0).K, r.h[0], y, r.s, ds=0.5).train
+            assert np.allclose(sw.risk_lin[0], 0.5 * np.mean((lin - y) ** 2, axis=1))
+            assert sw.lin_gap[0] >= 0 and sw.risk_lin[0, 0] == pytest.approx(sw.risk[0, 0])
+    assert sw.move_w[0] == pytest.approx(np.mean(mw)) and sw.dKa[0] == pytest.approx(np.mean(dKa))
+    for bad in ([], [0, 10], [1.5, 3.0], [[10]]):
+        with pytest.raises(ValueError, match="Ns must be"):
+            ntk.sweep_widths(X, y, bad)
+    with pytest.raises(ValueError, match="seeds must be >= 1"):
+        ntk.sweep_widths(X, y, [10], seeds=0)
+
+
+def test_lambda_min_fluctuations():
+    X = ntk.sphere(8, 4, np.random.default_rng(0))
+    L = ntk.lambda_min_fluctuations(X, [4, 50, 2000], draws=10, seed=1)
+    assert L.lam_S == pytest.approx(ntk.lambda_min(mf.kernels.relu_kernel(X)))
+    assert L.bias[0] == pytest.approx(-L.lam_S) and L.std[0] < 1e-12 * L.lam_S   # rank <= N < n
+    assert np.all(L.bias < SIGMAS * L.std / np.sqrt(10))            # Jensen: E lambda_hat <= lambda_S
+    assert L.bias[1] < -SIGMAS * L.std[1] / np.sqrt(10)               # ... and visibly so at N = 50
+    assert abs(L.bias[-1]) < abs(L.bias[1]) and L.std[-1] < L.std[1]
+    lam = [ntk.lambda_min(ntk.empirical_ntk(X, *ntk.init(50, 4, np.random.default_rng([1, 50, j])),
+                                            trained="a").Ka) for j in range(10)]
+    assert L.bias[1] == pytest.approx(np.mean(lam) - L.lam_S)
+    assert L.std[1] == pytest.approx(np.std(lam, ddof=1))
+    Lb = ntk.lambda_min_fluctuations(X, [50], draws=3, trained="a_bar")
+    assert Lb.lam_S == pytest.approx(ntk.lambda_min(mf.kernels.ntk_kernel(X)))
+    with pytest.raises(ValueError, match="draws must be >= 2"):
+        ntk.lambda_min_fluctuations(X, [10], draws=1)
+    with pytest.raises(ValueError, match="Ns must be"):
+        ntk.lambda_min_fluctuations(X, [0])
+    with pytest.raises(ValueError, match="trained"):
+        ntk.lambda_min_fluctuations(X, [10], trained="w")
+
+
+def test_generalisation_curve():
+    def link(z):
+        return np.maximum(z, 0.0)
+
+    G = ntk.generalisation_curve(link, 4, [8, 16], N=16, ds=0.5, steps=20, seeds=2, n_test=50, seed=2)
+    assert G.mean_field.shape == G.ntk.shape == G.alignment.shape == G.train_error.shape == (2, 2)
+    assert np.all(G.mean_field > 0) and np.all(G.ntk > 0) and np.all((G.alignment > 0) & (G.alignment <= 1))
+    # the NTK entry is the kernel predictor on the same data
+    rng = np.random.default_rng([2, 1, 8, 0])
+    X = ntk.sphere(8, 4, rng)
+    Xt = ntk.sphere(50, 4, np.random.default_rng([2, 0]))
+    u = np.eye(4)[0]
+    y, yt = link(2.0 * X @ u), link(2.0 * Xt @ u)
+    f = ntk.ntk_predictor(X, y, Xt)
+    assert G.ntk[0, 0] == pytest.approx(np.sum((f - yt) ** 2) / np.sum(yt**2))
+    with pytest.raises(TypeError, match="link must be a callable"):
+        ntk.generalisation_curve(3.0, 4, [8])
+    with pytest.raises(ValueError, match="ns must be"):
+        ntk.generalisation_curve(link, 4, [0, 8])
+    with pytest.raises(ValueError, match="N must be >= 1"):
+        ntk.generalisation_curve(link, 4, [8], N=0)
+
+
+def test_plot_neurons():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    a, W = ntk.init(6, 3, np.random.default_rng(0))
+    fig, ax = plt.subplots()
+    assert ntk.plot_neurons(ax, a, W, 2 * a, W + 1, title="t") is ax
+    assert ax.get_yscale() == "symlog" and len(ax.collections) == 2
+    plt.close(fig)
