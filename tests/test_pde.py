@@ -371,3 +371,74 @@ def test_special_function_sanity():
     # Gauss-Jacobi weights of roots_jacobi integrate the Beta density's normalisation.
     t, w = special.roots_jacobi(5, 1.5, 1.5)
     assert abs(w.sum() - special.beta(2.5, 2.5) * 2**4) < 1e-12
+
+
+# ---------------------------------------------------------------------------------------------
+# theta = (a, b, w) in reduced coordinates (mflib.reduced)
+# ---------------------------------------------------------------------------------------------
+def test_relu_hermite_derivatives_and_mehler(rng):
+    from mflib import reduced
+    s, b = np.array([0.4, 1.3]), np.array([-0.5, 0.8])
+    h, ds, db = reduced.relu_hermite(s, b, 8)
+    e = 1e-6
+    assert np.allclose(ds, (reduced.relu_hermite(s + e, b, 8)[0] - reduced.relu_hermite(s - e, b, 8)[0])
+                       / (2 * e), atol=1e-8)
+    assert np.allclose(db, (reduced.relu_hermite(s, b + e, 8)[0] - reduced.relu_hermite(s, b - e, 8)[0])
+                       / (2 * e), atol=1e-8)
+    z = rng.standard_normal(400_000)
+    val = np.maximum(s[0] * z + b[0], 0) * (z**3 - 3 * z) / np.sqrt(6)
+    assert abs(val.mean() - h[0, 3]) < Z * val.std() / np.sqrt(z.size)
+
+
+def test_risk_abw_and_reduced_U_against_monte_carlo(rng):
+    from mflib import reduced
+    p = mf.problems.AnisotropicGaussians(10, 10, 0.6)
+    N = 20
+    W = rng.standard_normal((N, 10)) * 0.8 / np.sqrt(10)
+    a, b = rng.normal(1, 0.3, N), rng.normal(0, 0.3, N)
+    X, y = p.sample(200_000, rng)
+    loss = (y - np.maximum(X @ W.T + b, 0) @ a / N) ** 2
+    assert abs(reduced.risk_abw(p, a, b, W) - loss.mean()) < Z * loss.std() / np.sqrt(loss.size)
+    # Reduced U = U averaged over uniform directions (Monte Carlo over directions, exact pairs).
+    red = reduced.ReducedABW(p)
+    P = np.array([[1.2, -0.3, 0.7], [0.8, 0.2, 1.1]])
+    n = 4000
+    Wa = pde.ReducedAnisotropic(p).embed(np.stack([np.full(n, 0.7), np.zeros(n)], 1), rng)
+    Wb = pde.ReducedAnisotropic(p).embed(np.stack([np.full(n, 1.1), np.zeros(n)], 1), rng)
+    vals = np.array([reduced.risk_abw(p, np.array([1.2, 0.8]), np.array([-0.3, 0.2]),
+                                      np.stack([Wa[i], Wb[i]])) for i in range(n)])
+    # risk of the 2-neuron network = 1 + (V1 + V2) + (U11 + U22 + 2 U12) / 4
+    Vs = red.V(P)
+    # U(theta, theta) is not averaged over directions: from the one-neuron risk 1 + 2V + U.
+    Ud = np.array([reduced.risk_abw(p, P[i:i + 1, 0], P[i:i + 1, 1], Wa[:1] if i == 0 else Wb[:1])
+                   - 1 - 2 * Vs[i] for i in range(2)])
+    U12 = (vals - 1 - Vs.sum() - Ud.sum() / 4) * 2
+    assert abs(U12.mean() - red.U(P[:1], P[1:])[0, 0]) < Z * U12.std() / np.sqrt(n) + 1e-9
+
+
+def test_reduced_abw_dynamics_decreases_risk():
+    from mflib import reduced
+    p = mf.problems.AnisotropicGaussians(40, 40, 0.8)
+    red = reduced.ReducedABW(p)
+    R0, w0 = pde.gaussian_init(pde.ReducedAnisotropic(p), 0.8, 50)
+    P0 = np.stack([np.ones(50), np.zeros(50), R0[:, 0]], 1)
+    sol = red.run(P0, w0, T=5.0, dt=0.05, n_records=26)
+    assert np.all(np.diff(sol.risk) <= 1e-12)
+    assert sol.risk[-1] < sol.risk[0] - 0.1
+    with pytest.raises(ValueError, match="s0 = d"):
+        reduced.ReducedABW(mf.problems.AnisotropicGaussians(5, 3, 0.5))
+    with pytest.raises(ValueError, match="shape"):
+        red.V(np.ones((3, 2)))
+    with pytest.raises(ValueError, match="radii"):
+        red.V(np.zeros((3, 3)))
+    with pytest.raises(ValueError, match="weights"):
+        red.run(P0, 2 * w0, T=1.0, dt=0.1)
+
+
+def test_risk_mehler_equals_problem_risk(rng):
+    p = mf.problems.AnisotropicGaussians(30, 30, 0.5, activation="truncated_relu")
+    W = rng.standard_normal((12, 30)) * 0.6 / np.sqrt(30)
+    W[1] = 1.5 * W[0]                      # a pair with correlation 1: quadrature branch
+    assert abs(pde.risk_mehler(p, W) - p.risk(W)) < 1e-9
+    with pytest.raises(TypeError, match="AnisotropicGaussians"):
+        pde.risk_mehler(mf.problems.TeacherStudent(np.ones((1, 3))), np.ones((2, 3)))
