@@ -6,7 +6,8 @@ W0 ~ N(0, 0.8^2 I_d / d). Every loop runs the same update on the same data strea
 problem.sample in chunks of mflib.sgd.CHUNK, the sampling cost included in every loop), and the
 script checks that they end at the same weights before it times them.
 
-Loops timed (microseconds per step, min and median over --repeats runs of --steps steps, after a
+Loops timed (microseconds per step, min and median over --repeats runs of --steps steps, 4096 = one data
+chunk by default, after a
 warm-up run; repeats are interleaved across loops so that load from other processes spreads
 evenly):
   * mflib.sgd.run, float64 and float32, with NumPy's BLAS at 1 and 2 threads;
@@ -18,7 +19,7 @@ updates W one step at a time), and the matrix-multiply rate (4 N d flops per ste
 the blocked engine's two products), plus the data sampling that every loop pays.
 Noisy SGD (beta given): mflib's cost per step and the cost of drawing its N d normals alone.
 
-Run:  python benchmarks/bench_sgd.py [--steps 3000] [--repeats 3] [--out FILE]
+Run:  python benchmarks/bench_sgd.py [--steps 4096] [--repeats 3] [--out FILE]
 (with torch: pip install -r requirements-bench.txt in a separate environment; see README.md).
 """
 
@@ -108,34 +109,37 @@ def torch_loop(spelling):
 # Timing helpers.
 # ---------------------------------------------------------------------------------------------
 def best_of(f, reps):
-    ts = []
+    """(min, median) wall time and min CPU time of the calling thread, in seconds."""
+    wall, cpu = [], []
     for _ in range(reps):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.thread_time()
         f()
-        ts.append(time.perf_counter() - t)
-    return min(ts), float(np.median(ts))
+        wall.append(time.perf_counter() - t)
+        cpu.append(time.thread_time() - c)
+    return min(wall), float(np.median(wall)), min(cpu)
 
 
 def machine_limits(problem, W0, reps):
+    """Seconds per step: one read of W (gemv), 4 N d flops at the gemm rate, one sample."""
     rng = np.random.default_rng(0)
     out = {}
     x = rng.standard_normal(D)
-    for dt in (np.float64, np.float32):
-        W, xd = W0.astype(dt), x.astype(dt)
-        with threadpool_limits(1, user_api="blas"):
-            out[f"read W once (gemv W @ x), {np.dtype(dt).name}"] = best_of(
-                lambda W=W, xd=xd: W @ xd, 200 * reps)
+    with threadpool_limits(1, user_api="blas"):
+        for dt in (np.float64, np.float32):
+            W, xd = W0.astype(dt), x.astype(dt)
+            out[f"read W once (gemv W @ x), {np.dtype(dt).name}, 1 thread"] = best_of(
+                lambda W=W, xd=xd: W @ xd, 200 * reps)[0]
     K = mf.sgd.BLOCK_ROWS
     Xb = rng.standard_normal((K, D))
     H = np.empty((K, N))
     for threads in (1, 2):
         with threadpool_limits(threads, user_api="blas"):
-            t = best_of(lambda: np.matmul(Xb, W0.T, out=H), 20 * reps)
-        rate = 2 * K * N * D / t[0]
-        out[f"gemm rate, float64, {threads} thread(s) [GFLOP/s]"] = rate / 1e9
-        out[f"4 N d flops at that rate, {threads} thread(s)"] = (4 * N * D / rate,) * 2
-    t = best_of(lambda: problem.sample(CHUNK, rng), 3 * reps)
-    out["data: problem.sample, per sample"] = (t[0] / CHUNK, t[1] / CHUNK)
+            t = best_of(lambda: np.matmul(Xb, W0.T, out=H), 20 * reps)[0]
+        rate = 2 * K * N * D / t
+        out[f"gemm rate ({K} x {D} @ {D} x {N}), float64, {threads} thread(s) [GFLOP/s]"] = rate / 1e9
+        out[f"4 N d flops at that rate, {threads} thread(s)"] = 4 * N * D / rate
+    out["data: problem.sample, per sample (CPU time)"] = best_of(
+        lambda: problem.sample(CHUNK, rng), 3 * reps)[2] / CHUNK
     return out
 
 
@@ -163,7 +167,7 @@ def machine_header(args):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--steps", type=int, default=CHUNK)   # one data chunk per run
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--noisy-steps", type=int, default=200)
     ap.add_argument("--out", default=None, help="also write the report to this file")
@@ -196,81 +200,83 @@ def main(argv=None):
     check = f"agreement check: all loops within tolerance of run_reference after {check_steps} steps"
 
     # 2. Timings, repeats interleaved across loops.
-    times = {(name, threads): [] for name, _, threads, _ in loops}
+    wall = {(name, threads): [] for name, _, threads, _ in loops}
     cpu = {(name, threads): [] for name, _, threads, _ in loops}
     for rep in range(args.repeats):
         for name, f, threads, _ in loops:
-            t, c = time.perf_counter(), time.process_time()
+            t, c = time.perf_counter(), time.thread_time()
             f(problem, W0, args.steps, 100 + rep, threads)
-            times[(name, threads)].append((time.perf_counter() - t) / args.steps)
-            cpu[(name, threads)].append((time.process_time() - c) / args.steps)
-    us = {key: (min(v) * 1e6, float(np.median(v)) * 1e6) for key, v in times.items()}
+            wall[(name, threads)].append((time.perf_counter() - t) / args.steps * 1e6)
+            cpu[(name, threads)].append((time.thread_time() - c) / args.steps * 1e6)
 
-    # 3. Machine limits and noisy SGD.
+    # 3. Machine limits, noisy SGD (single-threaded: CPU time of this thread), one risk record.
     lim = machine_limits(problem, W0, args.repeats)
     g = np.empty((N, D))
     rng = np.random.default_rng(1)
-    t_normals = best_of(lambda: rng.standard_normal(out=g), 10 * args.repeats)
 
     def noisy():
         mf.sgd.run(problem, W0, EPS, args.noisy_steps, beta=1e4, rng=np.random.default_rng(3),
                    record_risk=False, progress=False)
     noisy()
-    t_noisy = best_of(noisy, args.repeats)
-    t_risk = best_of(lambda: problem.risk(W0), args.repeats)
+    t_noisy, t_normals = [], []
+    for _ in range(args.repeats):
+        t_noisy.append(best_of(noisy, 1)[2] / args.noisy_steps * 1e6)
+        t_normals.append(best_of(lambda: rng.standard_normal(out=g), 5)[2] * 1e6)
+    with threadpool_limits(1, user_api="blas"):
+        t_risk = best_of(lambda: problem.risk(W0), args.repeats)[2]
 
+    # 4. Report.
     out = ["", check, "",
-           f"{'loop':<42}{'threads':>8}{'us/step min':>14}{'median':>10}{'CPU us/step':>14}"]
-    for (name, threads), (tmin, tmed) in us.items():
-        out.append(f"{name:<42}{threads:>8}{tmin:>14.1f}{tmed:>10.1f}"
-                   f"{min(cpu[(name, threads)]) * 1e6:>14.1f}")
-    out.append("(wall-clock times; CPU time is summed over threads, spin-waiting included)")
+           f"{'loop':<40}{'threads':>8}{'wall us/step: min':>19}{'median':>8}{'thread CPU':>12}"]
+    for key in wall:
+        name, threads = key
+        tc = f"{min(cpu[key]):12.1f}" if threads == 1 else f"{'-':>12}"
+        out.append(f"{name:<40}{threads:>8}{min(wall[key]):>19.1f}{np.median(wall[key]):>8.1f}{tc}")
+    out.append("(thread CPU: CPU time of the calling thread, for single-threaded runs; it is less "
+               "sensitive than wall time to other processes on the machine)")
     if torch is None:
         out.append("PyTorch loops: skipped, torch is not installed "
                    "(pip install -r requirements-bench.txt in a separate venv)")
-    out += ["", "machine limits (measured now, same process)"]
+    out += ["", "machine limits (measured now, same process; min over repeats)"]
     for name, v in lim.items():
-        if "GFLOP" in name:
-            out.append(f"  {name:<56}{v:>10.1f}")
-        else:
-            out.append(f"  {name:<56}{v[0] * 1e6:>10.1f} us (median {v[1] * 1e6:.1f})")
-    out += ["", "noisy SGD (beta given): N d = 256000 normals per step",
-            f"  mflib.sgd.run with beta, float64, 1 thread       {t_noisy[0] / args.noisy_steps * 1e6:10.1f}"
-            f" us/step (median {t_noisy[1] / args.noisy_steps * 1e6:.1f})",
-            f"  drawing the N d normals alone (standard_normal)  {t_normals[0] * 1e6:10.1f}"
-            f" us/step (median {t_normals[1] * 1e6:.1f})",
-            f"  share of the noisy step spent drawing normals    "
-            f"{t_normals[0] / (t_noisy[0] / args.noisy_steps):10.0%}",
-            f"exact population risk (one record), float64        {t_risk[0] * 1e3:10.1f} ms"]
+        out.append(f"  {name:<68}{v:8.1f}" if "GFLOP" in name else f"  {name:<68}{v * 1e6:8.1f} us")
+    out += ["", f"noisy SGD (beta given): N d = {N * D} normals per step, float64, 1 thread, CPU time",
+            f"  mflib.sgd.run with beta                       {min(t_noisy):10.1f} us/step",
+            f"  drawing the N d normals alone                 {min(t_normals):10.1f} us/step "
+            f"({min(t_normals) / min(t_noisy):.0%} of the noisy step)",
+            f"exact population risk, one record (problem.risk), 1 thread  {t_risk * 1e3:8.1f} ms"]
 
-    best = {}
-    for (name, threads), (tmin, _) in us.items():
-        fam = name.split(" (")[0]
-        if tmin < best.get(fam, (np.inf,))[0]:
-            best[fam] = (tmin, threads)
-    m64 = best["mflib.sgd.run float64"]
-    m32 = best["mflib.sgd.run float32"]
-    read = lim["read W once (gemv W @ x), float64"][0] * 1e6
-    flops = min(v[0] for k, v in lim.items() if k.startswith("4 N d")) * 1e6
-    data = lim["data: problem.sample, per sample"][0] * 1e6
-    m64_1 = us[("mflib.sgd.run float64", 1)][0]
-    out += ["", "ratios (min times, each loop at its best thread count)"]
-    if "PyTorch loop float32" in best:
-        pt = best["PyTorch loop float32"]
-        out += [f"  PyTorch float32 ({pt[1]} thr) / mflib float64 ({m64[1]} thr) = {pt[0] / m64[0]:6.1f}x"
-                f"   (target >= 6x)",
-                f"  PyTorch float32 ({pt[1]} thr) / mflib float32 ({m32[1]} thr) = {pt[0] / m32[0]:6.1f}x"]
+    def best(prefix):
+        keys = [k for k in wall if k[0].startswith(prefix)]
+        k = min(keys, key=lambda k: min(wall[k]))
+        return min(wall[k]), k[1]
+    m64, m32, npl = best("mflib.sgd.run float64"), best("mflib.sgd.run float32"), best("NumPy")
+    read = lim["read W once (gemv W @ x), float64, 1 thread"] * 1e6
+    floor = (min(v for k, v in lim.items() if k.startswith("4 N d"))
+             + lim["data: problem.sample, per sample (CPU time)"]) * 1e6
+    m64_1 = min(wall[("mflib.sgd.run float64", 1)])
+    c64_1 = min(cpu[("mflib.sgd.run float64", 1)])
+    out += ["", "ratios (wall min, each loop at its best thread count)"]
+    if torch is not None:
+        for spelling in ("outer", "addr_"):
+            pt = best(f"PyTorch loop float32 ({spelling})")
+            out += [f"  PyTorch f32 {spelling:<6}({pt[1]} thr) / mflib f64 ({m64[1]} thr)  "
+                    f"{pt[0] / m64[0]:6.1f}x   (target >= 6x)",
+                    f"  PyTorch f32 {spelling:<6}({pt[1]} thr) / mflib f32 ({m32[1]} thr)  "
+                    f"{pt[0] / m32[0]:6.1f}x"]
     else:
         out.append("  PyTorch ratios: not measured (torch not installed)")
-    npl = best["NumPy loop float64"]
-    out += [f"  NumPy loop float64 / mflib float64                 = {npl[0] / m64[0]:6.1f}x",
-            f"  mflib float64 (1 thr) / read W once (gemv, 1 thr)   = {m64_1 / read:6.2f}"
-            f"   (target <= 1.5)",
-            f"  mflib float64 ({m64[1]} thr) / read W once (gemv, 1 thr)   = {m64[0] / read:6.2f}",
-            f"  mflib float64 ({m64[1]} thr) / (4Nd flops at best gemm rate + data) = "
-            f"{m64[0] / (flops + data):6.2f}",
-            f"  noisy / noiseless step, mflib float64 (1 thr)     = "
-            f"{t_noisy[0] / args.noisy_steps * 1e6 / m64_1:6.0f}x",
+    out += [f"  NumPy loop f64 ({npl[1]} thr) / mflib f64 ({m64[1]} thr)      {npl[0] / m64[0]:6.1f}x",
+            f"  mflib f64 (1 thr) / read W once                   {m64_1 / read:6.2f}    (target <= 1.5)",
+            f"  mflib f64 ({m64[1]} thr) / read W once                   {m64[0] / read:6.2f}",
+            f"  mflib f64 ({m64[1]} thr) / (4Nd flops at best rate + data) {m64[0] / floor:6.2f}",
+            "ratios (thread CPU time, single-threaded runs)"]
+    if torch is not None:
+        for spelling in ("outer", "addr_"):
+            c = min(cpu[(f"PyTorch loop float32 ({spelling})", 1)])
+            out.append(f"  PyTorch f32 {spelling:<6}/ mflib f64                 {c / c64_1:6.1f}x")
+    out += [f"  mflib f64 / read W once                           {c64_1 / read:6.2f}",
+            f"  noisy / noiseless mflib f64 step                  {min(t_noisy) / c64_1:6.0f}x",
             f"load average at end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}"]
     print("\n".join(out), flush=True)
     if args.out:

@@ -31,9 +31,11 @@ def W0():
     dict(batch=4),
     dict(batch=3),                          # 3 does not divide CHUNK: batches straddle chunks
     dict(lam=0.3),
+    dict(batch=4, lam=0.3),                 # two steps per sub-block of the kernel, with ridge
+    dict(batch=3, lam=0.3),                 # sub-blocks of 6 rows (not the 8-row fast path)
     dict(beta=50.0),
     dict(batch=2, lam=0.2, beta=20.0),
-], ids=["b1", "b4", "b3", "lam", "beta", "b2-lam-beta"])
+], ids=["b1", "b4", "b3", "lam", "b4-lam", "b3-lam", "beta", "b2-lam-beta"])
 def test_fast_matches_reference(problem, W0, kw):
     steps = 3000
     a = sgd.run(problem, W0, 0.05, steps, rng=np.random.default_rng(7), record_every=700, **kw)
@@ -149,6 +151,8 @@ def test_records(problem, W0):
     assert traj.snapshots.shape == (5, N, D)
     log = sgd.run(problem, W0, eps, 1000, rng=np.random.default_rng(0), n_log=6)
     assert log.steps[0] == 0 and log.steps[-1] == 1000 and np.all(np.diff(log.steps) > 0)
+    bar = sgd.run(problem, W0, eps, 100, rng=np.random.default_rng(0), progress=True)
+    np.testing.assert_array_equal(bar.W, sgd.run(problem, W0, eps, 100, rng=np.random.default_rng(0)).W)
     zero = sgd.run(problem, W0, eps, 0, rng=np.random.default_rng(0))
     np.testing.assert_array_equal(zero.steps, [0])
     np.testing.assert_array_equal(zero.W, W0)
