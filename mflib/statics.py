@@ -74,13 +74,21 @@ class QPResult:
 
     Attributes
     ----------
-    p : array (n,)          optimal weights, :math:`p\ge0`, :math:`\sum p = 1`
-    value : float           :math:`Q(p)` = const + 2 V.p + p^T U p
-    multiplier : float      :math:`\lambda = p\cdot g`, the common value of :math:`g_j` on the support
-    gap : float             certified duality gap :math:`p\cdot g - \min_j g_j \ge Q(p) - \min Q`
-    grad : array (n,)       :math:`g = 2(V + Up)`
-    support : array of int  indices with :math:`p_j > 0`
-    iterations : int        outer (pricing) iterations of the active-set method
+    p : array (n,)
+        Optimal weights, :math:`p\ge0`, :math:`\sum_j p_j = 1`.
+    value : float
+        The objective :math:`Q(p) = c + 2V\cdot p + p^\top Up`.
+    multiplier : float
+        Lagrange multiplier :math:`\lambda = p\cdot g`, the common value of :math:`g_j` on the
+        support.
+    gap : float
+        Certified duality gap :math:`p\cdot g - \min_j g_j \ge Q(p) - \min Q`.
+    grad : array (n,)
+        The gradient :math:`g = 2(V + Up)`.
+    support : array of int
+        Indices with :math:`p_j > 0`.
+    iterations : int
+        Outer (pricing) iterations of the active-set method.
     """
 
     p: np.ndarray
@@ -258,14 +266,21 @@ class Dictionary:
     Attributes
     ----------
     problem : Problem
-    atoms : array (n, k)     coordinates of the atoms: weight vectors ``(n, d)`` for
-                             ``kind == "explicit"``, radii :math:`(r_1, r_2)` for ``"reduced"``
-    V : array (n,)           :math:`V(\theta_j)` (for a reduced atom: :math:`\int V` over its directions)
-    U : array (n, n)         :math:`U(\theta_i,\theta_j)` (reduced: averaged over independent directions)
-    sq_norm : array (n,)     :math:`|\theta_j|^2` (the weight-decay term)
+    atoms : array (n, k)
+        Coordinates of the atoms: weight vectors (k = d) for ``kind == "explicit"``, radii
+        :math:`(r_1, r_2)` for ``"reduced"``.
+    V : array (n,)
+        :math:`V(\theta_j)` (for a reduced atom, its value on the product of spheres).
+    U : array (n, n)
+        :math:`U(\theta_i, \theta_j)` (reduced: averaged over independent directions).
+    sq_norm : array (n,)
+        :math:`|\theta_j|^2`, the weight-decay term.
     Ey2 : float
-    kind : str               ``"explicit"`` or ``"reduced"``
-    n_quad : int             Gauss-Jacobi nodes per sphere (reduced dictionaries; 0 otherwise)
+        :math:`E y^2`.
+    kind : str
+        ``"explicit"`` or ``"reduced"``.
+    n_quad : int
+        Gauss-Jacobi nodes per sphere (reduced dictionaries; 0 otherwise).
     """
 
     problem: Problem
@@ -460,20 +475,30 @@ class StaticsResult:
     Attributes
     ----------
     dictionary : Dictionary
-    lam : float                 weight decay :math:`\lambda_{\rm wd}` (0: the plain risk)
-    p : array (n,)              optimal weights :math:`p^*` on the atoms
-    support : array of int      atoms with :math:`p^*_j > 0`
-    risk : float                :math:`R(\rho^*)` (without the weight-decay term)
-    objective : float           :math:`R_{\lambda_{\rm wd}}(\rho^*)`
-    multiplier : float          Lagrange multiplier :math:`\lambda` of :math:`\int d\rho = 1`; on the
-                                support :math:`\delta R_{\lambda_{\rm wd}}/\delta\rho
-                                = 2\Psi_{\lambda_{\rm wd}} = \lambda`
-    Psi : array (n,)            :math:`\Psi_{\lambda_{\rm wd}}(\theta_j;\rho^*) = V_j
-                                + \tfrac{\lambda_{\rm wd}}2|\theta_j|^2 + (Up^*)_j` at every atom
-    gap : float                 certified duality gap, :math:`\ge R_{\lambda_{\rm wd}}(\rho^*) - \min`
-    psi_spread : float          :math:`\max - \min` of ``Psi`` over the support
-    psi_min_excess : float      :math:`\min_j \Psi_j - \lambda/2` (:math:`\ge -\mathrm{gap}/2`)
+    lam : float
+        Weight decay :math:`\lambda_{\rm wd}` (0: the plain risk).
+    p : array (n,)
+        Optimal weights :math:`p^*` on the atoms.
+    support : array of int
+        Atoms with :math:`p^*_j > 0`.
+    risk : float
+        :math:`R(\rho^*)`, without the weight-decay term.
+    objective : float
+        :math:`R_{\lambda_{\rm wd}}(\rho^*)`.
+    multiplier : float
+        Lagrange multiplier :math:`\lambda` of :math:`\int d\rho = 1`: on the support,
+        :math:`\delta R_{\lambda_{\rm wd}}/\delta\rho = 2\Psi_{\lambda_{\rm wd}} = \lambda`.
+    Psi : array (n,)
+        :math:`\Psi_{\lambda_{\rm wd}}(\theta_j;\rho^*) = V_j + \tfrac{\lambda_{\rm wd}}{2}|\theta_j|^2
+        + (Up^*)_j` at every atom.
+    gap : float
+        Certified duality gap, :math:`\ge R_{\lambda_{\rm wd}}(\rho^*) - \min`.
+    psi_spread : float
+        :math:`\max - \min` of ``Psi`` over the support.
+    psi_min_excess : float
+        :math:`\min_j \Psi_j - \lambda/2` (:math:`\ge -\mathrm{gap}/2`).
     iterations : int
+        Iterations of :func:`solve_qp`.
     """
 
     dictionary: Dictionary
@@ -567,12 +592,17 @@ class Comparison:
 
     Attributes
     ----------
-    risk : float            :math:`R(\rho_N)` (the exact population risk :math:`R_N`)
-    excess : float          :math:`R_{\lambda_{\rm wd}}(\rho_N) - R_{\lambda_{\rm wd}}(\rho^*)`
-    f_dist2 : float         :math:`\|f_{\rho_N} - f_{\rho^*}\|^2_{L^2(P_x)}`
-    off_contact : float     :math:`2\int(\Psi^*_{\lambda_{\rm wd}} - \lambda/2)\,d\rho_N`
-    w2 : float              :math:`W_2` between :math:`\rho_N` and :math:`\rho^*` in the dictionary's
-                            coordinates (radii :math:`(r_1, r_2)` for a reduced dictionary)
+    risk : float
+        :math:`R(\rho_N)`, the exact population risk :math:`R_N`.
+    excess : float
+        :math:`R_{\lambda_{\rm wd}}(\rho_N) - R_{\lambda_{\rm wd}}(\rho^*)`.
+    f_dist2 : float
+        :math:`\|f_{\rho_N} - f_{\rho^*}\|^2_{L^2(P_x)}`.
+    off_contact : float
+        :math:`2\int(\Psi^*_{\lambda_{\rm wd}} - \lambda/2)\,d\rho_N`.
+    w2 : float
+        :math:`W_2` between :math:`\rho_N` and :math:`\rho^*` in the dictionary's coordinates
+        (radii :math:`(r_1, r_2)` for a reduced dictionary).
     """
 
     risk: float
