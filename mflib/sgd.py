@@ -287,7 +287,7 @@ def _rank8_update(h, w, A, ra):
                  + ((w4 * A4[i] + w5 * A5[i]) + (w6 * A6[i] + w7 * A7[i])))
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _block_kernel(H, G, y, scale, B, c, code, A):
     """Sequential part of one block of K = R / B steps (see the module docstring).
 
@@ -377,7 +377,7 @@ def _block_numpy(H, G, y, scale, B, c, act, A):
     return -1
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _end_block(W, T, cK, limit):
     """W <- cK W + T in place; returns how many |w| exceed ``limit`` or are NaN."""
     N, d = W.shape
@@ -395,7 +395,7 @@ def _end_block(W, T, cK, limit):
     return bad
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _noisy_update(W, A, X, c, amp, g, limit):
     """W <- c W + A^T X + amp g in place (one fused pass); returns the count of |w| > limit or NaN."""
     N, d = W.shape
@@ -434,19 +434,42 @@ def _blas_threads(threads: int | None):
 class _ChunkStream:
     """The data stream of :class:`_DataStream` (same samples, same order), without copying:
     rows are handed out as views of the current chunk; only a request that straddles two chunks
-    is assembled into a new array."""
+    is assembled into a new array. With ``total`` > CHUNK samples to hand out, the next chunk is
+    drawn by a helper thread while the current one is consumed (sampling releases the GIL, and so
+    do the BLAS calls and the ``nogil`` kernels of the main loop); only that thread touches the
+    data generator, in order, so the stream is the same."""
 
-    def __init__(self, problem: Problem, rng: np.random.Generator, dtype):
+    def __init__(self, problem: Problem, rng: np.random.Generator, dtype, total: int):
         self.problem, self.rng, self.dtype = problem, rng, dtype
         self.X = np.empty((0, problem.d), dtype)
         self.y = np.empty(0, dtype)
         self.pos = 0
+        self._left = -(-total // CHUNK)          # chunks still to be drawn
+        self._pool = self._next = None
+        if self._left > 1:
+            from concurrent.futures import ThreadPoolExecutor
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mflib-sgd-data")
+            self._submit()
+
+    def _sample(self):
+        X, y = self.problem.sample(CHUNK, self.rng)
+        return np.ascontiguousarray(X, dtype=self.dtype), np.ascontiguousarray(y, dtype=self.dtype)
+
+    def _submit(self):
+        self._next = self._pool.submit(self._sample) if self._left > 0 else None
+        self._left -= 1
 
     def _draw(self):
-        X, y = self.problem.sample(CHUNK, self.rng)
-        self.X = np.ascontiguousarray(X, dtype=self.dtype)
-        self.y = np.ascontiguousarray(y, dtype=self.dtype)
+        if self._next is None:
+            self.X, self.y = self._sample()
+        else:
+            self.X, self.y = self._next.result()
+            self._submit()
         self.pos = 0
+
+    def close(self):
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
 
     def take(self, m: int):
         end = self.pos + m
@@ -474,7 +497,7 @@ def _run_fast(problem, W0, eps, steps, batch, lam, beta, rng, grid, snapshots, p
     N, d = W.shape
     act = problem.activation
     code = _act_code(act)
-    stream = _ChunkStream(problem, data_rng, dtype)
+    stream = _ChunkStream(problem, data_rng, dtype, steps * batch)
     limit = BLOWUP * max(np.abs(W0).max(), 1.0)
     c = 1.0 - eps * lam
     scale = eps / batch
@@ -497,7 +520,7 @@ def _run_fast(problem, W0, eps, steps, batch, lam, beta, rng, grid, snapshots, p
         raise _diverged(0, eps, "the initial weights are not finite")
     record()
     k = 0
-    with _progress.bar(steps, progress, desc="SGD") as bar:
+    with _progress.bar(steps, progress, desc="SGD") as bar, contextlib.closing(stream):
         if beta is None:
             K_max = block if block is not None else max(1, BLOCK_ROWS // batch)
             R_max = K_max * batch
