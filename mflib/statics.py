@@ -130,8 +130,11 @@ def solve_qp(V, U, const: float = 0.0, tol: float = 1e-12, max_iter: int | None 
     it moves to the boundary instead), cut by the ratio test when a weight would turn negative (that
     atom leaves :math:`F`). When the affine minimiser is feasible, the atom with the smallest
     gradient :math:`g_j = 2(V_j + (Up)_j)` enters. It stops when the duality gap
-    :math:`p\cdot g - \min_j g_j` is at most ``tol``; in exact arithmetic it terminates with
-    the exact optimum after finitely many steps.
+    :math:`p\cdot g - \min_j g_j` is at most ``tol``. In exact arithmetic the objective decreases
+    at every non-degenerate step and the method ends at the exact optimum after finitely many steps;
+    the returned gap is computed afresh from the returned weights, so it bounds their suboptimality
+    for the matrices given (which the method assumes positive semi-definite, as a Gram matrix is;
+    a round-off violation of size :math:`\delta` weakens the bound by :math:`O(\delta)`).
 
     Parameters
     ----------
@@ -199,7 +202,7 @@ def solve_qp(V, U, const: float = 0.0, tol: float = 1e-12, max_iter: int | None 
             steep = flat & (np.abs(c) > slope_tol)
             if np.any(steep):
                 k = int(np.argmax(np.abs(c) * steep))
-                d = -np.sign(c[k]) * (Z @ Q[:, k])     # Q is linear along d and decreasing
+                d = -np.sign(c[k]) * (Z @ Q[:, k])     # the objective is linear and decreasing on d
                 t, blk = _ratio_step(pF, d, cap=np.inf)
                 if blk < 0:                              # cannot happen: sum d = 0, d != 0
                     raise RuntimeError("solve_qp: unbounded flat direction inside the simplex")
