@@ -1,0 +1,974 @@
+r"""Propagation of chaos for SGD with step sizes that scale with the width (chapter 7).
+
+This module follows the parametrisation of De Bortoli, Durmus, Fontaine and Simsekli (2020),
+``debortoli2020quantitative``, not the one of DESIGN.md; chapter 7 gives the translation. A particle
+(neuron) is :math:`w\in\mathbb R^p` with :math:`p = C d`, read as :math:`C` rows
+:math:`w^{(c)}\in\mathbb R^d`, and the feature map is
+
+.. math::
+
+    F(w, x) = \big(\sigma(\langle w^{(1)}, x\rangle), \dots, \sigma(\langle w^{(C)}, x\rangle)\big)
+    \in\mathbb R^C, \qquad
+    f_N(x) = \frac1N\sum_{k=1}^N F(w^{k}, x),
+
+so the second layer is fixed to :math:`1/N` as in the paper; :math:`C = 1` is the scalar network
+of DESIGN.md with :math:`\theta = w`, and :math:`C > 1` gives the vector output that a
+multi-class cross-entropy needs. SGD with batch size :math:`M` is the paper's equation (2),
+
+.. math::
+
+    W_{n+1}^{1:N} = W_n^{1:N} - \gamma N^\beta\,(n + \gamma_{\alpha,\beta}(N)^{-1})^{-\alpha}\,
+    \nabla\hat{\mathcal R}^{N,M}(W_n^{1:N}), \qquad
+    \gamma_{\alpha,\beta}(N) = \gamma^{1/(1-\alpha)} N^{(\beta-1)/(1-\alpha)},
+
+with :math:`\hat{\mathcal R}^{N,M} = \frac1M\sum_{i}\ell(f_N(x_i), y_i) + \frac1N\sum_k V(w^k)`.
+One step lasts :math:`\gamma_{\alpha,\beta}(N)` units of mean-field time, so a horizon :math:`T`
+takes :math:`n_T = \lfloor T/\gamma_{\alpha,\beta}(N)\rfloor` steps (:class:`Schedule`).
+
+The continuous-time models are the particle system (6) and its limits, the mean-field ODE (7)
+(:math:`\beta < 1`) and the McKean-Vlasov SDE (8) (:math:`\beta = 1`),
+
+.. math::
+
+    dW^{k}_t = (t+1)^{-\alpha}\Big\{h(W^k_t, \nu_t)\,dt
+      + \big(\gamma_{\alpha,\beta}(N)/M\big)^{1/2}\,\Sigma^{1/2}(W^k_t,\nu_t)\,dB^k_t\Big\},
+
+with the mean field :math:`h(w,\mu) = -\int \partial_1\ell(\mu[F(\cdot,x)], y)\,\nabla_w F(w,x)\,
+d\pi - \nabla V(w)` and the covariance :math:`\Sigma(w,\mu) = \int\xi\xi^\top d\pi` of the noise
+field :math:`\xi = -h - \partial_1\ell\,\nabla_w F - \nabla V` (:func:`field`). :func:`coupled`
+simulates a family of particle systems and a much larger one that carries the limit law, coupled
+synchronously (shared initial weights and Brownian increments), by Euler-Maruyama.
+
+Everything is vectorised over neurons and over independent runs (a leading batch axis ``R``);
+there is no Python loop over particles. W2 distances come from :mod:`mflib.transport`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import activations as _act
+from . import progress as _progress
+from .validation import as_array, check_int, check_real, check_rng
+
+LOSSES = ("squared", "cross_entropy")
+
+__all__ = [
+    "Schedule", "time_step", "step_size", "n_steps",
+    "outputs", "loss_value", "loss_derivative", "empirical_risk", "grad_risk", "accuracy",
+    "sgd", "SGDRun", "field", "Field", "psd_sqrt", "coupled", "Coupling",
+    "digits_data", "synthetic_data", "loglog_slope", "w2_coordinates", "identity",
+]
+
+def _one_blas_thread():
+    """Run a loop with one BLAS thread (the matrices of a step are small: a batch of M rows, or the
+    16 data points of the synthetic problem). On two shared cores a second BLAS thread made the
+    digits runs 2x slower in wall time and 2.5x in CPU time. threadpoolctl ships with scikit-learn."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:                                  # pragma: no cover
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+# The identity activation F(w, x) = <w, x>: the linear-Gaussian case with a closed-form Sigma.
+identity = _act.Activation("identity", lambda t: t, lambda t: np.ones_like(t))
+
+
+# ----------------------------------------------------------------------------------------------
+# The step-size schedule of equation (2)
+# ----------------------------------------------------------------------------------------------
+def _check_ab(alpha, beta):
+    alpha = check_real(alpha, "alpha", low=0.0, high=1.0)
+    if alpha == 1.0:
+        raise ValueError("alpha must be in [0, 1): the time step gamma^(1/(1-alpha)) N^((beta-1)/(1-alpha)) "
+                         "is undefined at alpha = 1, got 1.0")
+    beta = check_real(beta, "beta", low=0.0, high=1.0)
+    return alpha, beta
+
+
+@dataclass(frozen=True)
+class Schedule:
+    r"""The step sizes of the paper's equation (2) for a network of ``N`` neurons.
+
+    Parameters
+    ----------
+    N : int >= 1
+        Number of neurons.
+    gamma : float > 0
+        Base step :math:`\gamma`.
+    alpha : float in [0, 1)
+        Decay exponent of the steps (:math:`\alpha = 0`: constant steps).
+    beta : float in [0, 1]
+        Width exponent: the SGD step grows like :math:`N^\beta`.
+    M : int >= 1
+        Batch size.
+
+    Notes
+    -----
+    * ``dt`` :math:`= \gamma_{\alpha,\beta}(N) = \gamma^{1/(1-\alpha)}N^{(\beta-1)/(1-\alpha)}`,
+      the mean-field time one step lasts;
+    * ``step(n)`` :math:`= \gamma N^\beta (n + \gamma_{\alpha,\beta}(N)^{-1})^{-\alpha}`, the
+      step applied to :math:`\nabla\hat{\mathcal R}^N` in (2);
+    * ``mf_step(n)`` :math:`=` ``step(n) / N``, the step in front of the mean field in (3);
+    * ``n_steps(T)`` :math:`= \lfloor T/\gamma_{\alpha,\beta}(N)\rfloor`;
+    * ``noise`` :math:`= (\gamma_{\alpha,\beta}(N)/M)^{1/2}`, the diffusion prefactor of (6).
+    """
+
+    N: int
+    gamma: float = 1.0
+    alpha: float = 0.0
+    beta: float = 0.0
+    M: int = 1
+
+    def __post_init__(self):
+        object.__setattr__(self, "N", check_int(self.N, "N", minimum=1))
+        object.__setattr__(self, "gamma", check_real(self.gamma, "gamma", low=0.0, low_open=True))
+        alpha, beta = _check_ab(self.alpha, self.beta)
+        object.__setattr__(self, "alpha", alpha)
+        object.__setattr__(self, "beta", beta)
+        object.__setattr__(self, "M", check_int(self.M, "M", minimum=1))
+
+    @property
+    def dt(self) -> float:
+        r""":math:`\gamma_{\alpha,\beta}(N)`."""
+        a = 1.0 / (1.0 - self.alpha)
+        return self.gamma ** a * float(self.N) ** ((self.beta - 1.0) * a)
+
+    @property
+    def noise(self) -> float:
+        r""":math:`(\gamma_{\alpha,\beta}(N)/M)^{1/2}`."""
+        return float(np.sqrt(self.dt / self.M))
+
+    def step(self, n):
+        r""":math:`\gamma N^\beta (n + \gamma_{\alpha,\beta}(N)^{-1})^{-\alpha}` for step index ``n >= 0``."""
+        n = np.asarray(n, dtype=float)
+        if np.any(n < 0):
+            raise ValueError("step index n must be >= 0")
+        out = self.gamma * float(self.N) ** self.beta * (n + 1.0 / self.dt) ** (-self.alpha)
+        return float(out) if out.ndim == 0 else out
+
+    def mf_step(self, n):
+        r"""``step(n) / N`` :math:`= \gamma N^{\beta-1}(n + \gamma_{\alpha,\beta}(N)^{-1})^{-\alpha}`."""
+        return self.step(n) / self.N
+
+    def n_steps(self, T: float) -> int:
+        r""":math:`n_T = \lfloor T/\gamma_{\alpha,\beta}(N)\rfloor` (with a 1e-9 relative guard
+        against round-off, so that ``T = 10 * dt`` gives 10 and not 9)."""
+        T = check_real(T, "T", low=0.0)
+        return int(np.floor(T / self.dt * (1.0 + 1e-9)))
+
+
+def time_step(N: int, gamma: float = 1.0, alpha: float = 0.0, beta: float = 0.0) -> float:
+    r""":math:`\gamma_{\alpha,\beta}(N) = \gamma^{1/(1-\alpha)} N^{(\beta-1)/(1-\alpha)}`."""
+    return Schedule(N, gamma, alpha, beta).dt
+
+
+def step_size(n, N: int, gamma: float = 1.0, alpha: float = 0.0, beta: float = 0.0):
+    r"""The SGD step of (2), :math:`\gamma N^\beta (n + \gamma_{\alpha,\beta}(N)^{-1})^{-\alpha}`."""
+    return Schedule(N, gamma, alpha, beta).step(n)
+
+
+def n_steps(T: float, N: int, gamma: float = 1.0, alpha: float = 0.0, beta: float = 0.0) -> int:
+    r""":math:`n_T = \lfloor T/\gamma_{\alpha,\beta}(N)\rfloor`."""
+    return Schedule(N, gamma, alpha, beta).n_steps(T)
+
+
+# ----------------------------------------------------------------------------------------------
+# Network, losses and gradients (vectorised over runs R, samples n, neurons N, outputs C)
+# ----------------------------------------------------------------------------------------------
+def _check_loss(loss):
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+    return loss
+
+
+def _weights3(W, name="W", dtype=np.float64):
+    """W as (R, N, p) and whether it had a run axis."""
+    W = as_array(W, name, dtype=dtype)
+    if W.ndim == 2:
+        return W[None], False
+    if W.ndim != 3:
+        raise ValueError(f"{name} must have shape (N, p) or (R, N, p), got {W.shape}")
+    if W.shape[1] == 0 or W.shape[0] == 0:
+        raise ValueError(f"{name} must hold at least one run and one neuron, got shape {W.shape}")
+    return W, True
+
+
+def _n_out(p: int, d: int, name="W") -> int:
+    if p % d:
+        raise ValueError(f"{name} has p = {p} coordinates per neuron, which is not a multiple of the "
+                         f"input dimension d = {d} (p = C d with C outputs)")
+    return p // d
+
+
+def _labels(y, n, loss, C, dtype=np.float64):
+    if loss == "cross_entropy":
+        y = np.asarray(y)
+        if y.shape != (n,) or not np.issubdtype(y.dtype, np.integer):
+            raise ValueError(f"y must be integer class labels of shape ({n},) for the cross-entropy loss, "
+                             f"got dtype {y.dtype} and shape {y.shape}")
+        if C < 2:
+            raise ValueError(f"the cross-entropy loss needs C >= 2 outputs (p = C d), got C = {C}")
+        if y.size and (y.min() < 0 or y.max() >= C):
+            raise ValueError(f"y must hold labels in [0, {C}), got range [{y.min()}, {y.max()}]")
+        return y.astype(np.int64)
+    y = as_array(y, "y", dtype=dtype)
+    if y.shape == (n,) and C == 1:
+        return y[:, None]
+    if y.shape != (n, C):
+        raise ValueError(f"y must have shape ({n},) for C = 1 or ({n}, {C}), got {y.shape}")
+    return y
+
+
+def _preact(X, W, C):
+    """H[r, m, k, c] = <w^{k,(c)}, x_m> for X (R or 1, n, d), W (R, N, p)."""
+    R, N, p = W.shape
+    d = p // C
+    H = np.matmul(X, W.reshape(R, N * C, d).transpose(0, 2, 1))     # (R, n, N C)
+    return H.reshape(R, X.shape[1], N, C)
+
+
+def outputs(X, W, activation="relu") -> np.ndarray:
+    r"""The network output :math:`f_N(x) = \frac1N\sum_k F(w^k, x)\in\mathbb R^C`.
+
+    Parameters
+    ----------
+    X : array, shape (n, d)
+    W : array, shape (N, p) or (R, N, p), with p = C d
+        Neurons of one network or of ``R`` networks.
+    activation : str or Activation
+
+    Returns
+    -------
+    f : array, shape (n, C) or (R, n, C)
+    """
+    act = _act.get(activation)
+    X = as_array(X, "X", ndim=2)
+    W3, batched = _weights3(W)
+    C = _n_out(W3.shape[2], X.shape[1])
+    f = act.sigma(_preact(X[None], W3, C)).mean(axis=2)
+    return f if batched else f[0]
+
+
+def _softmax(f):
+    z = f - f.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def _dloss(f, y, loss):
+    r""":math:`\partial_1\ell(f, y)` for outputs f (..., n, C)."""
+    if loss == "squared":
+        return 2.0 * (f - y)
+    G = _softmax(f)
+    np.put_along_axis(G, np.broadcast_to(y[..., None], G.shape[:-1] + (1,)),
+                      np.take_along_axis(G, np.broadcast_to(y[..., None], G.shape[:-1] + (1,)), -1) - 1.0,
+                      axis=-1)
+    return G
+
+
+def _loss(f, y, loss):
+    if loss == "squared":
+        return ((f - y) ** 2).sum(axis=-1)
+    z = f - f.max(axis=-1, keepdims=True)
+    lse = np.log(np.exp(z).sum(axis=-1))
+    yy = np.broadcast_to(y[..., None], f.shape[:-1] + (1,))
+    return lse - np.take_along_axis(z, yy, -1)[..., 0]
+
+
+def loss_value(f, y, loss: str = "squared") -> np.ndarray:
+    r"""The loss per sample: :math:`|f - y|^2` (squared) or :math:`-\log\operatorname{softmax}(f)_y`.
+
+    Parameters
+    ----------
+    f : array, shape (n, C)
+    y : array, shape (n,) or (n, C) (squared), integer labels (n,) (cross-entropy)
+    loss : {"squared", "cross_entropy"}
+
+    Returns
+    -------
+    array, shape (n,)
+    """
+    loss = _check_loss(loss)
+    f = as_array(f, "f", ndim=2)
+    return _loss(f, _labels(y, f.shape[0], loss, f.shape[1]), loss)
+
+
+def loss_derivative(f, y, loss: str = "squared") -> np.ndarray:
+    r""":math:`\partial_1\ell(f, y)`: :math:`2(f - y)` (squared) or
+    :math:`\operatorname{softmax}(f) - e_y` (cross-entropy); shape (n, C)."""
+    loss = _check_loss(loss)
+    f = as_array(f, "f", ndim=2)
+    return _dloss(f, _labels(y, f.shape[0], loss, f.shape[1]), loss)
+
+
+def _penalty_grad(penalty, W):
+    if penalty is None:
+        return None
+    if callable(penalty):
+        g = np.asarray(penalty(W), dtype=W.dtype)
+        if g.shape != W.shape:
+            raise ValueError(f"penalty(W) must return the gradient of V with W's shape {W.shape}, "
+                             f"got {g.shape}")
+        return g
+    return penalty * W
+
+
+def _check_penalty(penalty):
+    if penalty is None or callable(penalty):
+        return penalty
+    lam = check_real(penalty, "penalty", low=0.0)
+    return lam if lam > 0 else None
+
+
+def _grad_core(X, y, W, C, act, loss, N_eff, weights=None):
+    """Gradient of the data term of R_hat^{N} w.r.t. each neuron, for X (R, n, d), W (R, N, p)."""
+    H = _preact(X, W, C)                                   # (R, n, N, C)
+    f = act.sigma(H).mean(axis=2)                          # (R, n, C)
+    G = _dloss(f, y, loss)                                 # (R, n, C)
+    if weights is None:
+        G = G / X.shape[1]
+    else:
+        G = G * weights[None, :, None]
+    A = act.dsigma(H) * G[:, :, None, :]                   # (R, n, N, C)
+    R, n, N, _ = A.shape
+    g = np.matmul(A.reshape(R, n, N * C).transpose(0, 2, 1), X)   # (R, N C, d)
+    return g.reshape(R, N, -1) / N_eff, f
+
+
+def _grad_independent(Xb, yb, W, C, act, loss):
+    """Neuron k's gradient on its own batch Xb[:, k] (R, N, M, d), the network using all neurons."""
+    R, N, M, d = Xb.shape
+    f = act.sigma(_preact(Xb.reshape(R, N * M, d), W, C)).mean(axis=2)   # (R, N M, C)
+    G = _dloss(f.reshape(R, N, M, C), yb, loss) / M                        # (R, N, M, C)
+    Hk = np.einsum("rkmd,rkcd->rkmc", Xb, W.reshape(R, N, C, d))           # own pre-activations
+    A = act.dsigma(Hk) * G
+    return np.einsum("rkmc,rkmd->rkcd", A, Xb).reshape(R, N, C * d) / N
+
+
+def empirical_risk(X, y, W, loss: str = "squared", activation="relu", penalty=None,
+                   weights=None) -> np.ndarray | float:
+    r""":math:`\hat{\mathcal R}^N(w^{1:N}) = \sum_i \pi_i\,\ell(f_N(x_i), y_i) + \frac1N\sum_k V(w^k)`.
+
+    ``weights`` :math:`\pi_i` default to :math:`1/n`. ``penalty`` is a ridge coefficient
+    :math:`\lambda` (:math:`V(w) = \lambda|w|^2/2`) or None; a callable penalty has no value here
+    (only its gradient is known), so it is rejected.
+
+    Returns a float for W (N, p) and an array (R,) for W (R, N, p).
+    """
+    loss = _check_loss(loss)
+    act = _act.get(activation)
+    X = as_array(X, "X", ndim=2)
+    W3, batched = _weights3(W)
+    C = _n_out(W3.shape[2], X.shape[1])
+    y = _labels(y, X.shape[0], loss, C)
+    w = _data_weights(weights, X.shape[0])
+    f = act.sigma(_preact(X[None], W3, C)).mean(axis=2)
+    r = (_loss(f, y, loss) * w).sum(axis=-1)
+    if callable(penalty):
+        raise ValueError("empirical_risk needs a ridge coefficient (float) as penalty, not a callable")
+    lam = _check_penalty(penalty)
+    if lam:
+        r = r + 0.5 * lam * (W3 ** 2).sum(axis=(1, 2)) / W3.shape[1]
+    return r if batched else float(r[0])
+
+
+def grad_risk(X, y, W, loss: str = "squared", activation="relu", penalty=None,
+              weights=None) -> np.ndarray:
+    r""":math:`\nabla_{w^k}\hat{\mathcal R}^N`, shape of ``W`` ((N, p) or (R, N, p)).
+
+    .. math::
+
+        \nabla_{w^k}\hat{\mathcal R}^N = \frac1N\Big(\sum_i \pi_i\,\partial_1\ell(f_N(x_i), y_i)
+        \cdot\nabla_w F(w^k, x_i) + \nabla V(w^k)\Big),
+        \qquad \nabla_{w^{(c)}} F_c(w, x) = \sigma'(\langle w^{(c)}, x\rangle)\,x,
+
+    computed as one batched matrix product. Multiplying by :math:`-N` gives the mean field
+    :math:`h(w^k, \nu^N)` when :math:`\pi` is the data distribution (see :func:`field`).
+    """
+    loss = _check_loss(loss)
+    act = _act.get(activation)
+    X = as_array(X, "X", ndim=2)
+    W3, batched = _weights3(W)
+    C = _n_out(W3.shape[2], X.shape[1])
+    y = _labels(y, X.shape[0], loss, C)
+    w = _data_weights(weights, X.shape[0])
+    g, _ = _grad_core(X[None], y, W3, C, act, loss, W3.shape[1], weights=w)
+    gv = _penalty_grad(_check_penalty(penalty), W3)
+    if gv is not None:
+        g = g + gv / W3.shape[1]
+    return g if batched else g[0]
+
+
+def accuracy(X, y, W, activation="relu") -> np.ndarray | float:
+    r"""Fraction of rows of ``X`` whose largest output :math:`\arg\max_c f_N(x)_c` equals the label."""
+    f = outputs(X, W, activation)
+    y = np.asarray(y)
+    if y.shape != (np.shape(X)[0],):
+        raise ValueError(f"y must have shape ({np.shape(X)[0]},), got {y.shape}")
+    return (f.argmax(axis=-1) == y).mean(axis=-1)
+
+
+def _data_weights(weights, n):
+    if weights is None:
+        return np.full(n, 1.0 / n)
+    w = as_array(weights, "weights", shape=(n,))
+    if np.any(w < 0) or not np.isclose(w.sum(), 1.0):
+        raise ValueError("weights must be non-negative and sum to 1 (a probability vector on the data)")
+    return w
+
+
+# ----------------------------------------------------------------------------------------------
+# SGD with the schedule of equation (2)
+# ----------------------------------------------------------------------------------------------
+@dataclass
+class SGDRun:
+    r"""Output of :func:`sgd`.
+
+    Attributes
+    ----------
+    W : array (R, N, p)              weights after ``n_T`` steps (or (N, p) without a run axis)
+    schedule : Schedule              the schedule (with the effective width ``N * n_copies``)
+    n_T : int                        number of steps taken
+    t : array (K,)                   mean-field times ``n * dt`` of the snapshots
+    snapshots : array (K, R, N, p) or None
+    W_avg : array like W, or None    :math:`(n_T - n_0 + 1)^{-1}\sum_{n=n_0}^{n_T} W_n`
+    """
+
+    W: np.ndarray
+    schedule: Schedule
+    n_T: int
+    t: np.ndarray
+    snapshots: np.ndarray | None = None
+    W_avg: np.ndarray | None = None
+
+
+def sgd(W0, X, y, *, gamma: float = 1.0, alpha: float = 0.0, beta: float = 0.0, M: int = 1,
+        T: float | None = None, steps: int | None = None, loss: str = "squared",
+        activation="relu", penalty=None, rng: np.random.Generator | None = None,
+        n_copies: int = 1, independent: bool = False, record_every: int | None = None,
+        average_from: int | None = None, dtype=np.float64, progress: bool | None = None) -> SGDRun:
+    r"""SGD of equation (2) on the empirical distribution of ``(X, y)``, for ``R`` runs at once.
+
+    Each step draws, independently for each run, a batch of ``M`` indices uniformly with
+    replacement (i.i.d. samples from :math:`\pi = \frac1n\sum_i\delta_{(x_i, y_i)}`) and updates
+
+    .. math::
+
+        w^k \leftarrow w^k - \gamma N^{\beta-1}(n + \gamma_{\alpha,\beta}(N)^{-1})^{-\alpha}
+        \Big(\frac1M\sum_{i\in\text{batch}}\partial_1\ell(f_N(x_i), y_i)\cdot\nabla_w F(w^k, x_i)
+        + \nabla V(w^k)\Big).
+
+    Parameters
+    ----------
+    W0 : array, shape (N, p) or (R, N, p)
+        Initial neurons (``p = C d``); a leading axis stacks ``R`` independent runs. Not modified.
+    X : array, shape (n, d)
+        Data points (the support of :math:`\pi`).
+    y : array
+        Targets: (n,) or (n, C) for ``"squared"``, integer labels (n,) for ``"cross_entropy"``.
+    gamma, alpha, beta, M
+        The schedule (:class:`Schedule`): base step, decay exponent in [0, 1), width exponent in
+        [0, 1], batch size >= 1.
+    T, steps : float or int
+        Horizon in mean-field time (:math:`n_T = \lfloor T/\gamma_{\alpha,\beta}(N)\rfloor`) or a
+        number of steps; exactly one of them.
+    loss : {"squared", "cross_entropy"}
+    activation : str or Activation
+    penalty : float >= 0, callable or None
+        Ridge coefficient :math:`\lambda` (:math:`V(w) = \lambda|w|^2/2`) or a function returning
+        :math:`\nabla V` with the shape of its argument.
+    rng : numpy.random.Generator
+        Draws the batches only (the initial weights are ``W0``), so two calls with the same seed
+        see the same data stream.
+    n_copies : int >= 1
+        Each row of ``W0`` stands for ``n_copies`` identical neurons: identical neurons receive
+        identical updates and stay identical, so a network of :math:`N = N_0 \cdot` ``n_copies``
+        neurons started from ``N_0`` distinct rows is simulated at the cost of ``N_0``.
+    independent : bool
+        False (SGD): all neurons of a run see the same batch. True: an ablation, *not* SGD, in
+        which every neuron draws its own batch of ``M`` points (the network is still evaluated
+        with all neurons), so that the noise is independent across neurons like the Brownian
+        motions of (6). Costs :math:`O(N^2 M)` per step: for small problems.
+    record_every : int, optional
+        Keep a snapshot of all weights every ``record_every`` steps (and at 0 and ``n_T``).
+    average_from : int, optional
+        Also return the average of :math:`W_n` over :math:`n_0 \le n \le n_T` (``n_0`` given).
+    dtype : numpy float type
+        ``np.float64`` (default) or ``np.float32`` (about twice as fast for wide networks).
+    progress : bool or None
+
+    Returns
+    -------
+    SGDRun
+    """
+    loss = _check_loss(loss)
+    act = _act.get(activation)
+    rng = check_rng(rng)
+    X = as_array(X, "X", ndim=2).astype(dtype)
+    W, batched = _weights3(W0, "W0")
+    W = W.astype(dtype, copy=True)
+    n, d = X.shape
+    if n == 0:
+        raise ValueError("X must hold at least one data point")
+    C = _n_out(W.shape[2], d, "W0")
+    y = _labels(y, n, loss, C, dtype)
+    n_copies = check_int(n_copies, "n_copies", minimum=1)
+    if independent and n_copies > 1:
+        raise ValueError("independent=True gives each neuron its own batch, so copies would not stay "
+                         "identical: use n_copies=1")
+    R, N0, p = W.shape
+    sched = Schedule(N0 * n_copies, gamma, alpha, beta, M)
+    if (T is None) == (steps is None):
+        raise ValueError("give exactly one of T (mean-field time) and steps")
+    n_T = sched.n_steps(T) if T is not None else check_int(steps, "steps", minimum=0)
+    penalty = _check_penalty(penalty)
+    if record_every is not None:
+        record_every = check_int(record_every, "record_every", minimum=1)
+    if average_from is not None:
+        average_from = check_int(average_from, "average_from", minimum=0, maximum=n_T)
+    snaps, snap_n = [], []
+    W_sum = np.zeros_like(W) if average_from is not None else None
+    chunk = 256
+    idx_all = None
+    with _progress.bar(n_T, progress, desc="SGD") as bar, _one_blas_thread():
+        for k in range(n_T + 1):
+            if record_every is not None and (k % record_every == 0 or k == n_T):
+                snaps.append(W.copy())
+                snap_n.append(k)
+            if W_sum is not None and k >= average_from:
+                W_sum += W
+            if k == n_T:
+                break
+            if k % chunk == 0:
+                shape = (min(chunk, n_T - k), R, N0, M) if independent else (min(chunk, n_T - k), R, M)
+                idx_all = rng.integers(0, n, size=shape)
+            idx = idx_all[k % chunk]
+            if independent:
+                g = _grad_independent(X[idx], y[idx], W, C, act, loss)
+            else:
+                g, _ = _grad_core(X[idx], y[idx], W, C, act, loss, sched.N)   # X[idx]: (R, M, d)
+            lr = dtype(sched.step(k))
+            if penalty is not None:
+                g += _penalty_grad(penalty, W) / sched.N
+            W -= lr * g
+            bar.update()
+    if not np.all(np.isfinite(W)):
+        raise FloatingPointError("SGD diverged (non-finite weights); try a smaller gamma")
+    W_avg = W_sum / (n_T - average_from + 1) if W_sum is not None else None
+    unbatch = (lambda A: A) if batched else (lambda A: A[0])
+    snap = np.array(snaps) if snaps else None
+    if snap is not None and not batched:
+        snap = snap[:, 0]
+    return SGDRun(W=unbatch(W), schedule=sched, n_T=n_T, t=np.array(snap_n) * sched.dt,
+                  snapshots=snap, W_avg=unbatch(W_avg) if W_avg is not None else None)
+
+
+# ----------------------------------------------------------------------------------------------
+# The mean field h and the noise covariance Sigma
+# ----------------------------------------------------------------------------------------------
+@dataclass
+class Field:
+    r""":math:`h(w^k,\mu)` (P, p), :math:`\Sigma(w^k,\mu)` (P, p, p) and the outputs
+    :math:`\mu[F(\cdot, x_i)]` (n, C) used to compute them."""
+
+    h: np.ndarray
+    Sigma: np.ndarray
+    f: np.ndarray
+
+
+def _field_packed(W, starts, sizes, block, X, y, w, C, act, loss, penalty, unbiased):
+    r"""h and Sigma for particles W (P, p) whose measures are the blocks [starts, starts + sizes).
+
+    With :math:`A_{kci} = \partial_1\ell_c(f(x_i), y_i)\,\sigma'(\langle w^{k,(c)}, x_i\rangle)` the
+    gradient sample is :math:`g_{ki} = (A_{kci} x_i)_c`; its mean and second moment are matrix
+    products with :math:`X` and with the rows :math:`x_i\otimes x_i`, so no (P, n, p) array is formed.
+    """
+    P, p = W.shape
+    n, d = X.shape
+    H = (W.reshape(P * C, d) @ X.T).reshape(P, C, n)
+    S = act.sigma(H)
+    f = np.add.reduceat(S, starts, axis=0) / sizes[:, None, None]              # (B, C, n)
+    G = _dloss(f.transpose(0, 2, 1), y, loss).transpose(0, 2, 1)               # (B, C, n)
+    if act is _act.tanh:                     # tanh' = 1 - tanh^2 spares a transcendental
+        A = 1.0 - S * S
+    else:
+        A = act.dsigma(H)
+    A *= G[block]                                                              # (P, C, n)
+    Aw = A * w
+    mean = (Aw @ X).reshape(P, p)                                              # E[g]
+    XX = (X[:, :, None] * X[:, None, :]).reshape(n, d * d)
+    second = ((A[:, :, None, :] * Aw[:, None, :, :]) @ XX).reshape(P, C, C, d, d)
+    Sigma = second.transpose(0, 1, 3, 2, 4).reshape(P, p, p) - mean[:, :, None] * mean[:, None, :]
+    if unbiased:
+        Sigma *= n / (n - 1.0)
+    h = -mean
+    gv = _penalty_grad(penalty, W)
+    if gv is not None:
+        h = h - gv
+    return h, Sigma, f
+
+
+def field(W, X, y, measure=None, weights=None, loss: str = "squared", activation="relu",
+          penalty=None) -> Field:
+    r"""The mean field :math:`h(w,\mu)` and noise covariance :math:`\Sigma(w,\mu)` at the rows of ``W``.
+
+    .. math::
+
+        h(w,\mu) = -\int \partial_1\ell(\mu[F(\cdot,x)], y)\cdot\nabla_w F(w,x)\,d\pi(x,y) - \nabla V(w),
+        \qquad \Sigma(w,\mu) = \int \xi\,\xi^\top d\pi,\quad
+        \xi = -h - \partial_1\ell\cdot\nabla_w F - \nabla V,
+
+    with :math:`\mu` the uniform measure on the rows of ``measure`` (default: on ``W`` itself).
+
+    Parameters
+    ----------
+    W : array, shape (P, p)
+        Points where the fields are evaluated.
+    X, y : arrays, shapes (n, d) and (n,) / (n, C) / labels (n,)
+        Either the support of :math:`\pi` (give ``weights``) or an i.i.d. sample of size
+        :math:`n \ge 2` from :math:`\pi` (``weights=None``: the integral becomes the sample mean
+        and :math:`\Sigma` the unbiased sample covariance, :math:`n/(n-1)` times the plug-in).
+    measure : array, shape (L, p), optional
+        Atoms of :math:`\mu`.
+    weights : array, shape (n,), optional
+        Probabilities :math:`\pi_i` of the data points (exact integrals).
+    loss, activation, penalty
+        As in :func:`sgd`.
+
+    Returns
+    -------
+    Field
+        ``h`` (P, p), ``Sigma`` (P, p, p), ``f`` (n, C) :math:`= \mu[F(\cdot, x_i)]`.
+
+    Notes
+    -----
+    Memory is :math:`O(P n p)`: meant for small :math:`p` (the low-dimensional problems whose
+    limits are simulated), not for images.
+    """
+    loss = _check_loss(loss)
+    act = _act.get(activation)
+    X = as_array(X, "X", ndim=2)
+    W = as_array(W, "W", ndim=2)
+    n, d = X.shape
+    C = _n_out(W.shape[1], d)
+    y = _labels(y, n, loss, C)
+    mu = W if measure is None else as_array(measure, "measure", ndim=2)
+    if mu.shape[1] != W.shape[1] or mu.shape[0] == 0:
+        raise ValueError(f"measure must have shape (L, {W.shape[1]}) with L >= 1, got {mu.shape}")
+    if weights is None:
+        if n < 2:
+            raise ValueError("a sample of at least n = 2 data points is needed to estimate Sigma")
+        w, unbiased = np.full(n, 1.0 / n), True
+    else:
+        w, unbiased = _data_weights(weights, n), False
+    penalty = _check_penalty(penalty)
+    Wall = np.concatenate([mu, W])
+    P = Wall.shape[0]
+    starts = np.array([0, mu.shape[0]])
+    sizes = np.array([mu.shape[0], W.shape[0]])
+    block = np.zeros(P, dtype=np.int64)          # every point sees the measure mu (block 0)
+    h, Sigma, f = _field_packed(Wall, starts, sizes, block, X, y, w, C, act, loss, penalty, unbiased)
+    L = mu.shape[0]
+    return Field(h=h[L:], Sigma=Sigma[L:], f=f[0].T)
+
+
+def psd_sqrt(S) -> np.ndarray:
+    r"""Symmetric square roots of a stack of positive semi-definite matrices, shape (..., p, p).
+
+    Closed forms for :math:`p \le 2` (for :math:`2\times 2`,
+    :math:`\sqrt S = (S + s I)/t` with :math:`s = \sqrt{\det S}`, :math:`t = \sqrt{\operatorname{tr}S + 2s}`),
+    an eigendecomposition with negative round-off eigenvalues clipped to 0 otherwise.
+    """
+    S = as_array(S, "S")
+    if S.ndim < 2 or S.shape[-1] != S.shape[-2]:
+        raise ValueError(f"S must have shape (..., p, p), got {S.shape}")
+    p = S.shape[-1]
+    if p == 1:
+        return np.sqrt(np.maximum(S, 0.0))
+    if p == 2:
+        det = S[..., 0, 0] * S[..., 1, 1] - S[..., 0, 1] * S[..., 1, 0]
+        s = np.sqrt(np.maximum(det, 0.0))
+        t = np.sqrt(np.maximum(S[..., 0, 0] + S[..., 1, 1] + 2.0 * s, 0.0))
+        out = S + s[..., None, None] * np.eye(2)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out = np.where(t[..., None, None] > 0, out / t[..., None, None], 0.0)
+        return out
+    lam, V = np.linalg.eigh(S)
+    return (V * np.sqrt(np.maximum(lam, 0.0))[..., None, :]) @ np.swapaxes(V, -1, -2)
+
+
+# ----------------------------------------------------------------------------------------------
+# Synchronous coupling of particle systems with their limit (Euler-Maruyama)
+# ----------------------------------------------------------------------------------------------
+@dataclass
+class Coupling:
+    r"""Output of :func:`coupled`.
+
+    Attributes
+    ----------
+    N : array (K,)              sizes of the particle systems
+    sup_sq : array (K, R)       per system: the mean over its particles of
+                                :math:`\sup_{t\le T}|W^{k,N}_t - W^{k,*}_t|^2`
+    t : array (S+1,)            Euler-Maruyama times
+    mean_sq : array (K, S+1)    :math:`E|W^{k,N}_t - W^{k,*}_t|^2` along time (mean over runs and particles)
+    W_limit : array (L, p)      the limit system at time T (its law approximates :math:`\lambda^*_T`)
+    W_N : list of arrays (R, N, p)   the particle systems at time T
+    index : list of arrays (R, N)    which limit particles each system is coupled to
+    """
+
+    N: np.ndarray
+    sup_sq: np.ndarray
+    t: np.ndarray
+    mean_sq: np.ndarray
+    W_limit: np.ndarray
+    W_N: list
+    index: list
+
+
+def coupled(W0, Ns, runs: int, X, y, *, gamma: float = 1.0, alpha: float = 0.0, beta: float = 0.0,
+            M: int = 1, T: float = 1.0, dt: float = 0.01, weights=None, batch: int | None = None,
+            noise: bool = True, loss: str = "squared", activation="tanh", penalty=None,
+            rng: np.random.Generator | None = None, progress: bool | None = None) -> Coupling:
+    r"""Particle systems (6) of sizes ``Ns`` coupled synchronously with their mean-field limit.
+
+    The limit law is carried by a large system of :math:`L` particles started at the rows of
+    ``W0``: for :math:`\beta < 1` it follows the ODE (7) (no noise), for :math:`\beta = 1` the
+    SDE (8), whose noise amplitude :math:`(\gamma^{1/(1-\alpha)}/M)^{1/2}` does not depend on the
+    width. Run ``r`` of the system of size :math:`N` is made of the limit particles
+    :math:`r N_{\max} + \{0,\dots,N-1\}`: same initial weights and same Brownian increments, but
+    its drift and covariance use its own empirical measure :math:`\nu^N_t` and its noise has the
+    amplitude :math:`(\gamma_{\alpha,\beta}(N)/M)^{1/2}` of (6). Everything is advanced together
+    by Euler-Maruyama with step ``dt``,
+
+    .. math::
+
+        W_{t+dt} = W_t + (t+1)^{-\alpha}\big\{h(W_t,\mu_t)\,dt + a\,\Sigma^{1/2}(W_t,\mu_t)\,
+        \Delta B\big\},\qquad \Delta B\sim\mathcal N(0, dt\,I_p),
+
+    and :math:`\sup_{t\le T}|W^{k,N}_t - W^{k,*}_t|^2` is tracked on the time grid.
+
+    Parameters
+    ----------
+    W0 : array, shape (L, p)
+        Initial weights of the limit system (i.i.d. from :math:`\mu_0`); needs
+        ``L >= runs * max(Ns)``.
+    Ns : sequence of int
+        Sizes of the particle systems.
+    runs : int >= 1
+        Independent copies of each particle system (disjoint sets of limit particles).
+    X, y : arrays
+        The data: support of :math:`\pi` with ``weights`` (default uniform), exact integrals.
+    gamma, alpha, beta, M
+        The schedule; ``M`` enters only through the noise amplitude.
+    T, dt : float
+        Horizon and Euler-Maruyama step.
+    batch : int, optional
+        Estimate :math:`h` and :math:`\Sigma` at each step from a fresh batch of this many i.i.d.
+        data points (shared by all systems, so that the estimation error is common to both sides
+        of the coupling) instead of the exact integrals.
+    noise : bool
+        False drops the diffusion everywhere (the :math:`M\to\infty` limit of (6)).
+    loss, activation, penalty
+        As in :func:`sgd` (default activation ``"tanh"``, smooth as the theorems assume).
+    rng : numpy.random.Generator
+        Brownian increments (and batches).
+    progress : bool or None
+
+    Returns
+    -------
+    Coupling
+    """
+    loss = _check_loss(loss)
+    act = _act.get(activation)
+    rng = check_rng(rng)
+    X = as_array(X, "X", ndim=2)
+    W0 = as_array(W0, "W0", ndim=2)
+    n, d = X.shape
+    L, p = W0.shape
+    C = _n_out(p, d, "W0")
+    y = _labels(y, n, loss, C)
+    w = _data_weights(weights, n)
+    Ns = np.array([check_int(int(N) if isinstance(N, np.integer) else N, "Ns[i]", minimum=1)
+                   for N in np.atleast_1d(Ns)], dtype=np.int64)
+    if Ns.size == 0:
+        raise ValueError("Ns must hold at least one size")
+    runs = check_int(runs, "runs", minimum=1)
+    alpha, beta = _check_ab(alpha, beta)
+    gamma = check_real(gamma, "gamma", low=0.0, low_open=True)
+    M = check_int(M, "M", minimum=1)
+    T = check_real(T, "T", low=0.0)
+    dt = check_real(dt, "dt", low=0.0, low_open=True)
+    if batch is not None:
+        batch = check_int(batch, "batch", minimum=2)
+    penalty = _check_penalty(penalty)
+    Nmax = int(Ns.max())
+    if L < runs * Nmax:
+        raise ValueError(f"W0 must have at least runs * max(Ns) = {runs * Nmax} rows, got L = {L}")
+
+    # Packed layout: block 0 = limit system, then runs blocks for each N.
+    index = [np.arange(runs)[:, None] * Nmax + np.arange(N)[None, :] for N in Ns]
+    gidx = np.concatenate([np.arange(L)] + [ix.ravel() for ix in index])
+    sizes = np.concatenate([[L], np.repeat(Ns, runs)])
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    block = np.repeat(np.arange(sizes.size), sizes)
+    amp_lim = np.sqrt(gamma ** (1.0 / (1.0 - alpha)) / M) if (beta == 1.0 and noise) else 0.0
+    amp_N = np.array([Schedule(int(N), gamma, alpha, beta, M).noise if noise else 0.0 for N in Ns])
+    amp = np.concatenate([[amp_lim], np.repeat(amp_N, runs)])[block]
+    W = W0[gidx].copy()
+    tagged = slice(L, W.shape[0])
+    steps = int(np.ceil(T / dt * (1.0 - 1e-12)))
+    tgrid = np.minimum(np.arange(steps + 1) * dt, T)
+    part_block = np.repeat(np.arange(Ns.size), runs * Ns)          # system index of each tagged particle
+    run_id = np.concatenate([np.repeat(np.arange(runs), N) for N in Ns])
+    sup = np.zeros(W.shape[0] - L)
+    mean_sq = np.zeros((Ns.size, steps + 1))
+    counts = runs * Ns
+    with _progress.bar(steps, progress, desc="Euler-Maruyama") as bar, _one_blas_thread():
+        for s in range(steps):
+            h_dt = tgrid[s + 1] - tgrid[s]
+            if batch is None:
+                Xs, ys, ws, unb = X, y, w, False
+            else:
+                ib = rng.choice(n, size=batch, p=w)
+                Xs, ys, ws, unb = X[ib], y[ib], np.full(batch, 1.0 / batch), True
+            h, Sigma, _ = _field_packed(W, starts, sizes, block, Xs, ys, ws, C, act, loss, penalty, unb)
+            coef = (tgrid[s] + 1.0) ** (-alpha)
+            step = h * h_dt
+            if noise:
+                dB = rng.standard_normal((L, p)) * np.sqrt(h_dt)
+                step += amp[:, None] * np.einsum("kpq,kq->kp", psd_sqrt(Sigma), dB[gidx])
+            W += coef * step
+            diff = W[tagged] - W[gidx[tagged]]
+            sq = np.einsum("kp,kp->k", diff, diff)
+            np.maximum(sup, sq, out=sup)
+            mean_sq[:, s + 1] = np.bincount(part_block, sq, minlength=Ns.size) / counts
+            bar.update()
+    if not np.all(np.isfinite(W)):
+        raise FloatingPointError("the particle systems diverged; try a smaller dt")
+    key = part_block * runs + run_id
+    sup_sq = (np.bincount(key, sup, minlength=Ns.size * runs).reshape(Ns.size, runs) / Ns[:, None])
+    W_N, off = [], L
+    for N in Ns:
+        W_N.append(W[off:off + runs * N].reshape(runs, N, p))
+        off += runs * N
+    return Coupling(N=Ns, sup_sq=sup_sq, t=tgrid, mean_sq=mean_sq, W_limit=W[:L].copy(), W_N=W_N,
+                    index=index)
+
+
+# ----------------------------------------------------------------------------------------------
+# Data and analysis helpers
+# ----------------------------------------------------------------------------------------------
+def synthetic_data(n: int = 32, target: Callable | None = None):
+    r"""A one-dimensional regression problem with a bias coordinate, for :math:`p = 2` particles.
+
+    :math:`x_i` equally spaced in :math:`[-2, 2]`, augmented to :math:`\tilde x_i = (x_i, 1)`, so
+    that :math:`F(w, \tilde x) = \sigma(w_1 x + w_2)`; targets :math:`y_i = \tfrac12\sin(\pi x_i/2)`
+    unless ``target`` is given. :math:`\pi` is the uniform measure on the ``n`` points.
+
+    Returns
+    -------
+    X : array (n, 2), y : array (n,)
+    """
+    n = check_int(n, "n", minimum=2)
+    x = np.linspace(-2.0, 2.0, n)
+    y = 0.5 * np.sin(np.pi * x / 2) if target is None else np.asarray(target(x), dtype=float)
+    return np.column_stack([x, np.ones(n)]), y
+
+
+def digits_data(test_size: float = 0.2, rng: np.random.Generator | None = None):
+    r"""scikit-learn's bundled handwritten digits (1797 images, 8x8, 10 classes), split and scaled.
+
+    Stands in for MNIST (no download). Pixels (0..16) are normalised with the mean and standard
+    deviation of all training pixels, like torchvision's MNIST normalisation, so a pixel that is
+    blank in every image becomes a constant negative input that acts as a bias.
+
+    Returns
+    -------
+    X_train (n_tr, 64), y_train (n_tr,), X_test (n_te, 64), y_test (n_te,)
+    """
+    from sklearn.datasets import load_digits
+
+    test_size = check_real(test_size, "test_size", low=0.0, high=1.0, low_open=True, high_open=True)
+    rng = check_rng(rng)
+    data = load_digits()
+    X, y = data.data.astype(float), data.target.astype(np.int64)
+    perm = rng.permutation(y.size)
+    n_te = int(round(test_size * y.size))
+    te, tr = perm[:n_te], perm[n_te:]
+    mean, std = X[tr].mean(), X[tr].std()
+    return (X[tr] - mean) / std, y[tr], (X[te] - mean) / std, y[te]
+
+
+def w2_coordinates(X, Y) -> np.ndarray:
+    r"""Exact :math:`W_2` between the one-dimensional coordinate marginals of two point clouds.
+
+    Entry :math:`j` is :math:`W_2(\mu_j, \nu_j)` for the uniform measures on the columns
+    ``X[:, j]`` and ``Y[:, j]`` (sizes may differ), by :func:`mflib.transport.w2_1d`. Since
+    projecting a coupling onto a coordinate gives a coupling of the marginals,
+    :math:`\big(\sum_j W_2(\mu_j,\nu_j)^2\big)^{1/2} \le W_2(\mu,\nu)`.
+
+    Parameters
+    ----------
+    X : array, shape (n, p)
+    Y : array, shape (m, p)
+
+    Returns
+    -------
+    array, shape (p,)
+    """
+    from . import transport
+
+    X = as_array(X, "X", ndim=2)
+    Y = as_array(Y, "Y", ndim=2)
+    if X.shape[1] != Y.shape[1]:
+        raise ValueError(f"X and Y must have the same number of columns, got {X.shape} and {Y.shape}")
+    return np.array([transport.w2_1d(X[:, j], Y[:, j]) for j in range(X.shape[1])])
+
+
+def loglog_slope(N, values, n_boot: int = 2000, rng: np.random.Generator | None = None):
+    r"""Least-squares slope of :math:`\log \bar v(N)` against :math:`\log N`, with a bootstrap error.
+
+    Parameters
+    ----------
+    N : array (K,)
+    values : array (K, R)
+        ``R`` independent replicas of a positive quantity at each ``N`` (columns are replicas; a
+        replica may share randomness across ``N``, which the bootstrap respects by resampling
+        whole columns).
+    n_boot : int
+        Bootstrap resamples of the replicas.
+    rng : numpy.random.Generator
+
+    Returns
+    -------
+    slope : float
+        Slope fitted to the logarithm of the replica means.
+    stderr : float
+        Standard deviation of the slope over bootstrap resamples of the replicas.
+    """
+    N = as_array(N, "N", ndim=1)
+    V = as_array(values, "values", ndim=2)
+    if V.shape[0] != N.size or N.size < 2:
+        raise ValueError(f"values must have shape ({N.size}, R) and N at least 2 entries, got {V.shape}")
+    if np.any(V <= 0) or np.any(N <= 0):
+        raise ValueError("N and values must be positive")
+    n_boot = check_int(n_boot, "n_boot", minimum=1)
+    rng = check_rng(rng)
+    x = np.log(N)
+    xc = x - x.mean()
+
+    def fit(Vm):
+        ly = np.log(Vm)
+        return (xc @ (ly - ly.mean(axis=0))) / (xc @ xc)
+
+    slope = float(fit(V.mean(axis=1)))
+    R = V.shape[1]
+    pick = rng.integers(0, R, size=(n_boot, R))
+    boot = fit(V[:, pick].mean(axis=2))                           # (n_boot,)
+    return slope, float(boot.std(ddof=1)) if n_boot > 1 else 0.0
