@@ -943,7 +943,8 @@ def risk_mehler(problem, W, n_max: int = 60) -> float:
     r"""Exact population risk :math:`R_N` of :class:`~mflib.problems.AnisotropicGaussians` for any
     activation, fast: the pairs use Mehler's series
     :math:`E\sigma(u)\sigma(v) = \sum_{n\le n_{\max}} c_n(A)c_n(B)\varrho^n` (:func:`hermite_coefficients`)
-    when :math:`|\varrho|\le 0.95`, the problem's own quadrature otherwise (the diagonal among them).
+    when :math:`|\varrho|\le 0.95`, the problem's own quadrature otherwise, and
+    :math:`E\sigma(u)^2` on the diagonal.
     Costs :math:`O(N^2 n_{\max})` instead of :math:`N^2` two-dimensional quadratures.
 
     Parameters
@@ -972,7 +973,71 @@ def risk_mehler(problem, W, n_max: int = 60) -> float:
         for n in range(n_max + 1):
             K += np.outer(c[:, n], c[:, n]) * pw
             pw *= rho
-        i, j = np.nonzero(np.abs(rho) > 0.95)
-        K[i, j] = _quad.gauss_expect_pair(s, s, kk, kk, A[i], A[j], C[i, j])
+        hi = np.abs(rho) > 0.95
+        np.fill_diagonal(hi, False)
+        i, j = np.nonzero(hi)
+        if i.size:
+            K[i, j] = _quad.gauss_expect_pair(s, s, kk, kk, A[i], A[j], C[i, j])
+        np.fill_diagonal(K, _quad.gauss_expect(lambda u: s(u) ** 2, kk, A))
         total += p * K.sum() / N**2
     return float(total)
+
+
+_BUMP_T = np.array([0.0, 0.25, 0.5, 1.5])
+_BUMP_V = np.array([-1.0, 0.0, -1.0, 1.0])
+
+
+def _bump(t):
+    return np.interp(np.abs(t), _BUMP_T, _BUMP_V)
+
+
+def _dbump(t):
+    a = np.abs(t)
+    slope = np.select([a < 0.25, a < 0.5, a < 1.5], [4.0, -4.0, 2.0], 0.0)
+    return slope * np.sign(t)
+
+
+bump = _act.Activation("bump", _bump, _dbump, kinks=(-1.5, -0.5, -0.25, 0.0, 0.25, 0.5, 1.5))
+r"""A bounded, non-monotone, even, piecewise-linear activation (chapter 4's two initialisations):
+:math:`\sigma(t)` interpolates :math:`(|t|, \sigma) = (0, -1), (0.25, 0), (0.5, -1), (1.5, 1)` and is 1
+beyond :math:`|t| = 1.5`. On the isotropic problem with :math:`\Delta = 0.5` its reduced risk has a
+poor local minimum at small radius and a good one near :math:`r = 1.4`, separated by a barrier near
+:math:`r = 0.28`."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Measuring SGD against the PDE.
+# ----------------------------------------------------------------------------------------------
+def sgd_gap(problem, t_pde, risk_pde, N: int, eps: float, T: float, kappa: float,
+            rng: np.random.Generator, n_records: int = 21) -> float:
+    r""":math:`\sup_k |R_N(\theta^k) - R(\rho_{k\varepsilon})|` over ``n_records`` uniform record
+    times in :math:`[0, T]`, for one run of one-pass SGD (:func:`mflib.sgd.run`) from
+    :math:`w_i\sim\mathcal N(0,\kappa^2 I_d/d)`; :math:`R(\rho_t)` is interpolated linearly from a
+    finely recorded PDE curve ``(t_pde, risk_pde)``."""
+    from . import sgd as _sgd
+    N = check_int(N, "N", minimum=1)
+    eps = check_real(eps, "eps", low=0.0, low_open=True)
+    T = check_real(T, "T", low=0.0, low_open=True)
+    n_records = check_int(n_records, "n_records", minimum=2)
+    steps = int(round(T / eps))
+    every = max(1, steps // (n_records - 1))
+    W0 = check_rng(rng).standard_normal((N, problem.d)) * kappa / np.sqrt(problem.d)
+    tr = _sgd.run(problem, W0, eps=eps, steps=steps, rng=rng, record_every=every, progress=False)
+    return float(np.max(np.abs(tr.risk - np.interp(tr.t, t_pde, risk_pde))))
+
+
+def fit_loglog(x, y, y_se=None) -> tuple[float, float]:
+    r"""Slope of :math:`\log y` against :math:`\log x` by (weighted) least squares, and its standard
+    error; ``y_se`` are standard errors of ``y`` (weights :math:`y/\mathrm{se}`)."""
+    x = as_array(x, "x", ndim=1)
+    y = as_array(y, "y", shape=x.shape)
+    if np.any(x <= 0) or np.any(y <= 0):
+        raise ValueError("x and y must be positive for a log-log fit")
+    if x.size < 3:
+        raise ValueError("need at least 3 points for a slope with an error bar")
+    X = np.stack([np.log(x), np.ones(x.size)], axis=1)
+    wts = np.ones(x.size) if y_se is None else y / np.maximum(as_array(y_se, "y_se", shape=x.shape), 1e-300)
+    coef, res, _, _ = np.linalg.lstsq(X * wts[:, None], np.log(y) * wts, rcond=None)
+    r = (np.log(y) - X @ coef) * wts
+    cov = np.linalg.inv((X * wts[:, None]).T @ (X * wts[:, None])) * (r @ r) / (x.size - 2)
+    return float(coef[0]), float(np.sqrt(cov[0, 0]))

@@ -442,3 +442,39 @@ def test_risk_mehler_equals_problem_risk(rng):
     assert abs(pde.risk_mehler(p, W) - p.risk(W)) < 1e-9
     with pytest.raises(TypeError, match="AnisotropicGaussians"):
         pde.risk_mehler(mf.problems.TeacherStudent(np.ones((1, 3))), np.ones((2, 3)))
+
+
+def test_exercise_ch4_1_limiting_mean_radius():
+    """Chapter 4, exercise 1: r* = -cV/cU at d = 40, Delta = 0.8, and its d -> infinity value."""
+    red = pde.ReducedAnisotropic(mf.problems.AnisotropicGaussians(40, 40, 0.8))
+    r_star = -red.VBar([1.0])[0] / red.UBar([1.0])[0, 0]
+    assert abs(r_star - 1.2076) < 5e-5
+    red_inf = pde.ReducedAnisotropic(mf.problems.AnisotropicGaussians(40, 40, 0.8), limit=True)
+    r_inf = -red_inf.VBar([1.0])[0] / red_inf.UBar([1.0])[0, 0]
+    assert abs(r_inf - 0.8 * np.sqrt(2 * np.pi) / 1.64) < 1e-12
+
+
+def test_fit_loglog_and_sgd_gap(rng):
+    x = np.array([1.0, 2.0, 4.0, 8.0])
+    slope, se = pde.fit_loglog(x, 3 * x**-0.5 * (1 + 1e-3 * np.array([1, -1, 1, -1])))
+    assert abs(slope + 0.5) < 2e-3 and 0 < se < 2e-3
+    with pytest.raises(ValueError, match="positive"):
+        pde.fit_loglog(x, -x)
+    with pytest.raises(ValueError, match="at least 3"):
+        pde.fit_loglog(x[:2], x[:2])
+    p = mf.problems.AnisotropicGaussians(10, 4, 0.5)
+    red = pde.ReducedAnisotropic(p)
+    R0, w0 = pde.gaussian_init(red, 0.8, 12)
+    ref = pde.GridSolver(red, h=0.1, r_max=(1.5, 1.2)).run(R0, w0, T=1.0, dt=0.05, n_records=101)
+    g = pde.sgd_gap(p, ref.t, ref.risk, 200, 1e-3, 1.0, 0.8, rng)
+    assert 0 < g < 0.1
+    with pytest.raises(ValueError, match="eps"):
+        pde.sgd_gap(p, ref.t, ref.risk, 200, 0.0, 1.0, 0.8, rng)
+
+
+def test_bump_activation_derivative():
+    t = np.linspace(-2.3, 2.3, 2001)
+    t = t[np.min(np.abs(t[:, None] - np.array(pde.bump.kinks)), axis=1) > 1e-3]
+    h = 1e-6
+    assert np.allclose(pde.bump.derivative(t), (pde.bump(t + h) - pde.bump(t - h)) / (2 * h), atol=1e-6)
+    assert pde.bump(np.array([0.0, 0.25, 0.5, 1.5, 7.0])).tolist() == [-1.0, 0.0, -1.0, 1.0, 1.0]
