@@ -463,7 +463,7 @@ def test_fit_loglog_and_sgd_gap(rng):
     with pytest.raises(ValueError, match="at least 3"):
         pde.fit_loglog(x[:2], x[:2])
     p = mf.problems.AnisotropicGaussians(10, 4, 0.5)
-    red = pde.ReducedAnisotropic(p)
+    red = pde.ReducedAnisotropic(p, n_cos=(12, 12))
     R0, w0 = pde.gaussian_init(red, 0.8, 12)
     ref = pde.GridSolver(red, h=0.1, r_max=(1.5, 1.2)).run(R0, w0, T=1.0, dt=0.05, n_records=101)
     g = pde.sgd_gap(p, ref.t, ref.risk, 200, 1e-3, 1.0, 0.8, rng)
