@@ -32,6 +32,10 @@ Contents
 :func:`particle_flow`
     the independent check: :math:`N` particles in :math:`\mathbb R^d` moved by the exact population
     gradient :math:`-\nabla\Psi(w_i;\hat\rho_N)` (no reduction, no grid).
+:func:`risk_mehler`, :data:`bump`
+    fast exact risk for non-ReLU activations; the bounded non-monotone activation of chapter 4.
+:func:`sgd_gap`, :func:`fit_loglog`
+    :math:`\sup_k|R_N(\theta^k) - R(\rho_{k\varepsilon})|` for one SGD run; log-log slopes with errors.
 :class:`FokkerPlanck1D`
     the noisy dynamics :math:`\partial_t\rho = \partial_w(\rho\,\partial_w\Psi_\lambda) +
     \beta^{-1}\partial_w^2\rho` for a problem in :math:`d = 1` (finite volumes, Scharfetter-Gummel
