@@ -11,6 +11,14 @@ network       two-layer networks in the mean-field and NTK scalings (chapters 1,
 problems      data distributions with exact potentials V, U and population risk (chapters 2-4)
 approximation Maurey sampling and Barron-type rates (chapter 1)
 sgd           one-pass SGD as N interacting particles (chapters 2, 4)
+statics       the convex problem over measures on a dictionary (chapter 3)
+pde           the distributional-dynamics PDE in reduced coordinates (chapter 4)
+reduced       theta = (a, b, w) in reduced coordinates (chapter 4)
+transport     Wasserstein distances (chapters 3, 5, 7)
+jko           backward Euler, proximal steps and the JKO scheme (chapter 5)
+kernels       arc-cosine kernels in closed form (chapter 6)
+ntk           empirical NTK, lazy vs mean-field training (chapter 6)
+chaos         propagation of chaos, De Bortoli et al. 2020 (chapter 7)
 """
 
 from __future__ import annotations
@@ -31,6 +39,8 @@ _SUBMODULES = {
     "pde",
     "plotting",
     "problems",
+    "quadrature",
+    "reduced",
     "sgd",
     "statics",
     "transport",
