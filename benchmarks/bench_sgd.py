@@ -160,7 +160,9 @@ def machine_header(args):
         f"python {platform.python_version()}, numpy {np.__version__}, numba "
         f"{__import__('numba').__version__}, torch {torch.__version__ if torch else 'not installed'}",
         f"BLAS: {blas}",
-        f"command: python benchmarks/bench_sgd.py --steps {args.steps} --repeats {args.repeats}",
+        f"command: python benchmarks/bench_sgd.py --steps {args.steps} --repeats {args.repeats} "
+        f"--noisy-steps {args.noisy_steps}  (in a venv with requirements.txt and "
+        f"requirements-bench.txt, see benchmarks/README.md)",
         f"problem: AnisotropicGaussians(d={D}, s0={S0}, delta={DELTA}), ReLU, N={N}, batch 1, "
         f"eps={EPS:g}; {args.steps} steps per run after a warm-up; min / median of {args.repeats}",
     ]

@@ -35,9 +35,13 @@ set the cost of a step, :math:`O(Nd)` work on a weight matrix that is read and w
 * *With Langevin noise* each step adds an independent :math:`N\times d` Gaussian matrix, which is
   not low-rank, so the blocking no longer helps: each step is a forward product plus one fused
   compiled pass :math:`w \leftarrow c\,w + \sum_b a_b x_b + \sqrt{2\varepsilon/\beta}\,g`. The
-  cost is then set by drawing :math:`Nd` normals per step (about 2.4 ms for :math:`N = 800`,
-  :math:`d = 320` on one core of the benchmark machine, a hundred times the noiseless step):
-  see ``benchmarks/bench_sgd.py``.
+  cost is then set by drawing :math:`Nd` normals per step: at :math:`N = 800`, :math:`d = 320`
+  on one core of the benchmark machine a noisy step took 2.6 ms, 90% of it in
+  ``standard_normal``, about 90 times a noiseless step (``benchmarks/results/bench_sgd.txt``).
+
+Measured cost of a noiseless step at :math:`N = 800`, :math:`d = 320`, batch 1, float64, one
+core: 28 us, about one read of :math:`W` (26 us); its floor is the two products,
+:math:`4Nd` flops at the matrix-multiply rate (21 us), plus drawing the sample (3 us).
 
 ReLU, truncated ReLU, sigmoid and tanh run compiled; any other
 :class:`~mflib.activations.Activation` runs the same blocked scheme with its per-step part in
@@ -596,21 +600,23 @@ def run(problem: Problem, W0, eps: float, steps: int, batch: int = 1, lam: float
     beta : float > 0 or None
         Inverse temperature of the Langevin noise :math:`\sqrt{2\varepsilon/\beta}\,g`; ``None``
         for plain SGD. Noisy SGD draws :math:`Nd` normals per step, which then sets its cost
-        (milliseconds per step at :math:`N = 800`, :math:`d = 320`).
+        (2.6 ms per step at :math:`N = 800`, :math:`d = 320`, against 28 us without noise).
     rng : numpy.random.Generator
     record_every, n_log : int, optional
         Record every ``record_every`` steps, or on ``n_log`` log-spaced steps; 0 and ``steps``
-        are always recorded. The exact risk costs :math:`O(N^2 d)` per record (about 16 ms at
-        :math:`N = 800`, :math:`d = 320`, the time of several hundred steps): prefer ``n_log``.
+        are always recorded. The exact risk costs :math:`O(N^2 d)` per record (about 45 ms at
+        :math:`N = 800`, :math:`d = 320` on one core, the time of some 1500 steps): prefer
+        ``n_log``.
     snapshots : bool
         Also keep the weights at the record times.
     progress : bool or None
         Progress bar (``None``: shown for long runs unless ``MFLIB_PROGRESS=0``).
     dtype : numpy.float64 (default) or numpy.float32
         Precision of the weights and of the data during the run (risks are always computed in
-        float64). float32 is about twice as fast and drifts from the float64 trajectory by
-        round-off amplified along the run (relative :math:`10^{-4}`-ish after :math:`10^4`
-        steps; see ``tests/test_sgd.py``).
+        float64). float32 is about 1.5 times as fast and drifts from the float64 trajectory by
+        round-off amplified along the run; at :math:`N = 800`, :math:`d = 320`, after
+        :math:`10^4` steps the weights differed by :math:`3\times 10^{-3}` of their size (a few
+        ReLU kinks crossed differently) and the risks by :math:`4\times 10^{-8}`.
     block : int, optional
         Steps per block of the noiseless engine (default ``64 // batch``, at least 1). Changes
         the speed, not the result.
@@ -621,8 +627,9 @@ def run(problem: Problem, W0, eps: float, steps: int, batch: int = 1, lam: float
     threads : int or None
         BLAS threads for the block products during the run (default 1; ``None`` leaves NumPy's
         setting alone). One thread is the robust choice: on a quiet 2-core machine two threads
-        make a step about 1.5 times faster, but when another process holds a core, a thread pool
-        synchronising every block stalls, and steps were measured 5 to 50 times slower.
+        made a step about 1.25 times faster (22 against 28 us), but when another process holds
+        a core, a thread pool synchronising every block stalls, and steps were measured 4 to 30
+        times slower.
 
     Returns
     -------
