@@ -522,9 +522,9 @@ def _run_fast(problem, W0, eps, steps, batch, lam, beta, rng, grid, snapshots, p
 
     if not np.all(np.isfinite(W)):
         raise _diverged(0, eps, "the initial weights are not finite")
-    record()
     k = 0
     with _progress.bar(steps, progress, desc="SGD") as bar, contextlib.closing(stream):
+        record()
         if beta is None:
             K_max = block if block is not None else max(1, BLOCK_ROWS // batch)
             R_max = K_max * batch
