@@ -94,13 +94,18 @@ WIDGETS_RENDERED = "document.querySelectorAll('.jupyter-widgets, .widget-output,
 JS_PAGE_FACTS = r"""
 () => {
   const main = document.querySelector('main') || document.body;
-  const text = main.innerText;
+  const prose = main.cloneNode(true);   // raw TeX is a defect in prose, not inside code or outputs
+  prose.querySelectorAll('pre, code, .highlight, .cell_output, mjx-container, script')
+    .forEach(e => e.remove());
+  document.body.appendChild(prose); prose.style.display = 'block';
+  const text = prose.innerText;
+  prose.remove();
   const imgs = [...main.querySelectorAll('img')].map(i => ({src: i.getAttribute('src'),
       ok: i.complete && i.naturalWidth > 0, w: i.naturalWidth}));
   return {
     mathNodes: document.querySelectorAll('.math, span.math, div.math').length,
     mjx: document.querySelectorAll('mjx-container').length,
-    rawMath: /\$\$|\\\[|\\\(/.test(text.replace(/`[^`]*`/g, '')),
+    rawMath: /\$\$|\\\[|\\\(/.test(text),
     errors: [...main.querySelectorAll('.system-message, .problematic')].map(e => e.innerText.slice(0, 120)),
     undefinedText: /undefined label|Citation .* not found|\?\?\?/.test(text),
     imgs: imgs,
