@@ -1,20 +1,21 @@
 r"""Neurons :math:`\theta = (a, b, w)`,
-:math:`\sigma_*(x;\theta) = a\,\mathrm{relu}(\langle w, x\rangle + b)`, on the isotropic
-anisotropic-Gaussian problem, in reduced coordinates (chapter 4, the seed slides'
-"Example III").
+:math:`\sigma_*(x;\theta) = a\,\mathrm{relu}(\langle w, x\rangle + b)`, on the anisotropic-Gaussian
+problem, in reduced coordinates (chapter 4, the seed slides' "Example III").
 
-For :class:`~mflib.problems.AnisotropicGaussians` with :math:`s_0 = d` the data are invariant under
-rotations, so a law of :math:`\theta` that is uniform over the direction of :math:`w` stays so, and
-the distributional dynamics becomes a dynamics of the law :math:`\bar\rho_t` of
-:math:`\bar\theta = (a, b, r)`, :math:`r = |w|`, with velocity :math:`-\nabla_{(a,b,r)}\bar\Psi`
-(the Euclidean gradient: :math:`\nabla_w\Psi` is radial and :math:`\dot r = \langle w/r,\dot w\rangle`).
-Unlike :math:`\theta = w` (where ReLU makes :math:`\bar V` linear and :math:`\bar U` bilinear in
-:math:`r`, so that the law of :math:`r` only translates), here the bias and the output weight make
-the dynamics genuinely nonlinear.
+For :class:`~mflib.problems.AnisotropicGaussians` the data are invariant under rotations of
+:math:`V` (the first :math:`s_0` coordinates) and of :math:`V^\perp`, so a law of :math:`\theta` that
+is uniform over the directions of :math:`P_Vw` and :math:`P_V^\perp w` stays so, and the
+distributional dynamics becomes a dynamics of the law :math:`\bar\rho_t` of
+:math:`\bar\theta = (a, b, r_1, r_2)`, :math:`r_1 = |P_Vw|`, :math:`r_2 = |P_V^\perp w|`
+(:math:`(a, b, r)`, :math:`r = |w|`, when :math:`s_0 = d`), with velocity
+:math:`-\nabla_{\bar\theta}\bar\Psi`. Unlike :math:`\theta = w` (where ReLU makes :math:`\bar V`
+linear and :math:`\bar U` bilinear in :math:`r` when :math:`s_0 = d`, so that the law of :math:`r`
+only rescales), here the bias and the output weight make the dynamics genuinely nonlinear.
 
-With :math:`s_\pm = (1\pm\Delta)r` the standard deviation of :math:`\langle w, x\rangle` in class
-:math:`\pm` and :math:`h_n(s, b) = E[\mathrm{relu}(sz + b)He_n(z)]/\sqrt{n!}` (closed form below),
-Mehler's formula and the cosine moments :math:`\mu_n = E[t^n]` of two uniform directions give
+With :math:`s_\pm = (1\pm\Delta)r` (isotropic case) the standard deviation of
+:math:`\langle w, x\rangle` in class :math:`\pm` and
+:math:`h_n(s, b) = E[\mathrm{relu}(sz + b)He_n(z)]/\sqrt{n!}` (closed form below), Mehler's
+formula and the cosine moments :math:`\mu_n = E[t^n]` of two uniform directions give
 
 .. math::
 
@@ -22,7 +23,9 @@ Mehler's formula and the cosine moments :math:`\mu_n = E[t^n]` of two uniform di
     \bar U(\bar\theta, \bar\theta') = \frac{a a'}2\sum_\pm\sum_{n\ \rm even}\mu_n\,
     h_n(s_\pm, b)\,h_n(s'_\pm, b'),
 
-a sum of separable terms: the interaction of :math:`M` particles costs :math:`O(M n_{\max})`.
+a sum of separable terms: the interaction of :math:`M` particles costs :math:`O(M n_{\max})`; for
+:math:`s_0 < d` the binomial expansion of the correlation's powers in the two cosines keeps it
+separable (:class:`ReducedABW`).
 With :math:`\beta = b/s`, :math:`h_0 = s\varphi(\beta) + b\Phi(\beta)`, :math:`h_1 = s\Phi(\beta)`,
 :math:`h_n = s\,He_{n-2}(-\beta)\varphi(\beta)/\sqrt{n!}` for :math:`n\ge2`, and with
 :math:`e_0 = \Phi(\beta)`, :math:`e_n = He_{n-1}(-\beta)\varphi(\beta)`,
@@ -36,7 +39,7 @@ Contents: :class:`ReducedABW` (potentials, gradients, risk, Heun particle dynami
 from __future__ import annotations
 
 from dataclasses import dataclass
-from math import factorial
+from math import comb, factorial
 
 import numpy as np
 from scipy import special
@@ -90,7 +93,8 @@ def relu_hermite(s, b, n_max: int):
 @dataclass
 class ABWSolution:
     r"""Output of :meth:`ReducedABW.run`: record times ``t`` (K,), risks (K,), final particles
-    ``P`` (M, 3) as columns (a, b, r), weights (M,), snapshots (K, M, 3) or None."""
+    ``P`` (M, 3) as columns (a, b, r) (or (M, 4), (a, b, r1, r2), when s0 < d), weights (M,),
+    snapshots (K, M, 3 or 4) or None."""
 
     t: np.ndarray
     risk: np.ndarray
@@ -100,81 +104,156 @@ class ABWSolution:
 
 
 class ReducedABW:
-    r"""Reduced potentials and particle dynamics for :math:`\theta = (a, b, w)` on the isotropic
-    problem :math:`s_0 = d` (ReLU).
+    r"""Reduced potentials and particle dynamics for :math:`\theta = (a, b, w)` on
+    :class:`~mflib.problems.AnisotropicGaussians` (ReLU).
+
+    A reduced particle is :math:`(a, b, r)` when :math:`s_0 = d` (arrays of shape (M, 3)) and
+    :math:`(a, b, r_1, r_2)`, :math:`r_1 = |P_Vw|`, :math:`r_2 = |P_V^\perp w|`, when :math:`s_0 < d`
+    (shape (M, 4)). With :math:`c_\pm = 1\pm\Delta`, :math:`s_\pm = (c_\pm^2r_1^2 + r_2^2)^{1/2}`,
+    :math:`u = r_1/s_\pm`, :math:`v = r_2/s_\pm`, two neurons whose directions have cosines
+    :math:`t_1` (in :math:`V`) and :math:`t_2` (in :math:`V^\perp`) have correlation
+    :math:`\varrho_\pm = c_\pm^2uu't_1 + vv't_2` in class :math:`\pm`; Mehler's formula and the
+    binomial expansion of :math:`\varrho^n` give
+
+    .. math::
+
+        \bar U = \frac{aa'}2\sum_\pm\sum_{n,k\ \rm even}\binom nk\mu^{(s_0)}_k\mu^{(d-s_0)}_{n-k}\,
+        \big[h_n(s_\pm,b)(c_\pm u)^kv^{n-k}\big]\big[h_n(s'_\pm,b')(c_\pm u')^kv'^{n-k}\big],
+
+    with :math:`\mu^{(m)}_k = E[t^k]` the cosine moments of :func:`mflib.pde.cosine_moments`. The
+    average over :math:`(t_1, t_2)` is thus the Gauss-Jacobi quadrature of :func:`mflib.pde.cosine_rule`
+    done exactly (a rule with :math:`n_{\max}/2 + 1` nodes per cosine integrates these polynomials
+    exactly), and the interaction stays a sum of separable terms: :math:`M` particles cost
+    :math:`O(M n_{\max}^2)`. :math:`\bar V = -\frac a2(h_0(s_+,b) - h_0(s_-,b))`. The velocities
+    :math:`-\nabla_{(a,b,r_1,r_2)}\bar\Psi` are the exact population gradients (for a law uniform
+    over the directions, :math:`\dot r_1 = \langle P_Vw/r_1, \dot w\rangle = -\partial_{r_1}\bar\Psi`).
+    :math:`\bar\Psi` is even in :math:`r_1` and :math:`r_2`, so a radius never crosses 0.
 
     Parameters
     ----------
-    problem : AnisotropicGaussians with s0 = d and ReLU activation
+    problem : AnisotropicGaussians with ReLU activation
     n_max : int
-        Truncation of Mehler's series (even terms up to ``n_max``); the cosine moments decay like
-        :math:`d^{-n/2}`, so 30 is ample for :math:`d\ge 20`.
+        Truncation of Mehler's series (even terms up to ``n_max``); the terms decay like
+        :math:`E\varrho^n\lesssim (n/(e\min(s_0, d-s_0)))^{n/2}`, so 30 is ample for
+        :math:`\min(s_0, d - s_0)\ge 20` (the tests measure the error).
     limit : bool
         :math:`d\to\infty`: only the :math:`n = 0` term.
     """
 
     def __init__(self, problem, n_max: int = 30, limit: bool = False):
-        if not isinstance(problem, _problems.AnisotropicGaussians) or problem.s0 != problem.d:
-            raise ValueError("problem must be an AnisotropicGaussians with s0 = d")
+        if not isinstance(problem, _problems.AnisotropicGaussians):
+            raise ValueError(f"problem must be an AnisotropicGaussians, got {type(problem).__name__}")
         if problem.activation.name != "relu":
             raise ValueError("ReducedABW needs the ReLU activation")
         self.problem = problem
         self.n_max = check_int(n_max, "n_max", minimum=0)
-        mu = cosine_moments(0 if limit else problem.d, self.n_max)
-        self.mu = mu
+        self.isotropic = problem.s0 == problem.d
+        self.ncol = 3 if self.isotropic else 4
+        mu1 = cosine_moments(0 if limit else problem.s0, self.n_max)
+        mu2 = cosine_moments(0 if limit else problem.d - problem.s0, self.n_max)
+        self.mu = mu1
+        pairs = [(n, k, comb(n, k) * mu1[k] * mu2[n - k]) for n in range(0, self.n_max + 1, 2)
+                 for k in range(0, n + 1, 2) if mu1[k] * mu2[n - k] > 0]
+        self._n = np.array([q[0] for q in pairs])
+        self._k = np.array([q[1] for q in pairs])
+        self.D = np.array([q[2] for q in pairs])
         self.c = np.array([1.0 + problem.delta, 1.0 - problem.delta])
 
-    def _parts(self, P):
-        P = as_array(P, "P", ndim=2)
-        if P.shape[1] != 3:
-            raise ValueError(f"P must have shape (M, 3) with columns (a, b, r), got {P.shape}")
-        if np.any(P[:, 2] <= 0):
-            raise ValueError("the radii P[:, 2] must be > 0")
-        return P[:, 0], P[:, 1], P[:, 2]
+    def _parts(self, P, name="P"):
+        P = as_array(P, name, ndim=2)
+        if P.shape[1] != self.ncol:
+            cols = "(a, b, r)" if self.isotropic else "(a, b, r1, r2)"
+            raise ValueError(f"{name} must have shape (M, {self.ncol}) with columns {cols}, got {P.shape}")
+        R = P[:, 2:]
+        if np.any(R < 0) or np.any(R.max(axis=1) <= 0):
+            raise ValueError(f"the radii {name}[:, 2:] must be >= 0 and not all 0 (r > 0 when s0 = d)")
+        return P
 
     def _features(self, P):
-        """F (M, 2, n+1), dF/d(a, b, r) (3, M, 2, n+1)."""
-        a, b, r = self._parts(P)
-        s = r[:, None] * self.c                        # (M, 2)
-        h, ds, db = relu_hermite(s, b[:, None], self.n_max)
-        F = a[:, None, None] * h
-        dF = np.stack([h, a[:, None, None] * db, a[:, None, None] * ds * self.c[None, :, None]])
+        """F (M, 2, K), dF/d(a, b, r1, r2) (4, M, 2, K); P (M, ncol), unvalidated."""
+        a, b, r1 = P[:, 0], P[:, 1], P[:, 2]
+        r2 = P[:, 3] if P.shape[1] == 4 else np.zeros_like(r1)
+        c = self.c
+        s = np.sqrt((c * r1[:, None]) ** 2 + r2[:, None] ** 2)       # (M, 2)
+        h, hs, hb = relu_hermite(s, b[:, None], self.n_max)
+        cu, v = (c * r1[:, None]) / s, r2[:, None] / s
+        p = np.arange(self.n_max + 3)
+        cup, vp = cu[..., None] ** p, v[..., None] ** p              # (M, 2, n_max + 3)
+        n, k = self._n, self._k
+        nk = n - k
+        g = cup[..., k] * vp[..., nk]
+        inv_s = (1.0 / s)[..., None]
+        dg1 = c[:, None] * inv_s * (k * cup[..., np.maximum(k - 1, 0)] * vp[..., nk + 2]
+                                    - nk * cup[..., k + 1] * vp[..., nk])
+        dg2 = inv_s * (-k * cup[..., k] * vp[..., nk + 1]
+                       + nk * cup[..., k + 2] * vp[..., np.maximum(nk - 1, 0)])
+        hn, hsn, hbn = h[..., n], hs[..., n], hb[..., n]
+        A = a[:, None, None]
+        F = A * hn * g
+        dF = np.stack([hn * g, A * hbn * g,
+                       A * (hsn * (c * cu)[..., None] * g + hn * dg1),
+                       A * (hsn * v[..., None] * g + hn * dg2)])
         return F, dF
 
+    def _grad_cols(self, grad):
+        return grad[:, :3] if self.isotropic else grad
+
     def V(self, P) -> np.ndarray:
-        r""":math:`\bar V(a, b, r)`, shape (M,)."""
-        F, _ = self._features(P)
+        r""":math:`\bar V`, shape (M,)."""
+        F, _ = self._features(self._parts(P))
         return -0.5 * (F[:, 0, 0] - F[:, 1, 0])
+
+    def grad_V(self, P) -> np.ndarray:
+        r""":math:`\nabla\bar V`, shape (M, ncol)."""
+        _, dF = self._features(self._parts(P))
+        return self._grad_cols((-0.5 * (dF[:, :, 0, 0] - dF[:, :, 1, 0])).T)
 
     def U(self, P1, P2) -> np.ndarray:
         r""":math:`\bar U`, shape (M1, M2)."""
-        F1, _ = self._features(P1)
-        F2, _ = self._features(P2)
-        D = 0.5 * self.mu
-        return np.einsum("icn,jcn,n->ij", F1, F2, D)
+        F1, _ = self._features(self._parts(P1, "P1"))
+        F2, _ = self._features(self._parts(P2, "P2"))
+        return np.einsum("icn,jcn,n->ij", F1, F2, 0.5 * self.D)
+
+    def _potential(self, P, weights):
+        F, dF = self._features(P)
+        Mf = np.einsum("i,icn->cn", weights, F) * (0.5 * self.D)       # (2, K)
+        psi = -0.5 * (F[:, 0, 0] - F[:, 1, 0]) + np.einsum("icn,cn->i", F, Mf)
+        gV = -0.5 * (dF[:, :, 0, 0] - dF[:, :, 1, 0])                  # (4, M)
+        grad = gV + np.einsum("kicn,cn->ki", dF, Mf)
+        return psi, self._grad_cols(grad.T)
 
     def potential(self, P, weights):
-        r""":math:`\bar\Psi(\bar\theta_i;\bar\rho)` (M,) and its gradient (M, 3) for the weighted
+        r""":math:`\bar\Psi(\bar\theta_i;\bar\rho)` (M,) and its gradient (M, ncol) for the weighted
         particles ``P`` themselves."""
-        F, dF = self._features(P)
-        D = 0.5 * self.mu
-        Mf = np.einsum("i,icn->cn", weights, F) * D       # (2, n+1)
-        psi = -0.5 * (F[:, 0, 0] - F[:, 1, 0]) + np.einsum("icn,cn->i", F, Mf)
-        gV = -0.5 * (dF[:, :, 0, 0] - dF[:, :, 1, 0])    # (3, M)
-        grad = gV + np.einsum("kicn,cn->ki", dF, Mf)
-        return psi, grad.T
+        P = self._parts(P)
+        w = as_array(weights, "weights", shape=(P.shape[0],))
+        return self._potential(P, w)
+
+    def _risk(self, P, w):
+        F, _ = self._features(P)
+        Mf = np.einsum("i,icn->cn", w, F)
+        V = -0.5 * (F[:, 0, 0] - F[:, 1, 0])
+        return float(self.problem.Ey2 + 2.0 * w @ V + np.sum(0.5 * self.D * Mf**2))
 
     def risk(self, P, weights) -> float:
-        r""":math:`R(\bar\rho) = 1 + 2\int\bar V + \iint\bar U` for weighted particles."""
-        F, _ = self._features(P)
-        Mf = np.einsum("i,icn->cn", weights, F)
-        return float(1.0 + 2.0 * weights @ self.V(P) + np.sum(0.5 * self.mu * Mf**2))
+        r""":math:`R(\bar\rho) = E y^2 + 2\int\bar V + \iint\bar U` for weighted particles."""
+        P = self._parts(P)
+        return self._risk(P, as_array(weights, "weights", shape=(P.shape[0],)))
+
+    def reduce(self, a, b, W) -> np.ndarray:
+        r"""Reduced particles of an :math:`(a, b, w)` network: (N, ncol) columns
+        :math:`(a, b, |w|)` or :math:`(a, b, |P_Vw|, |P_V^\perp w|)`."""
+        R = self.problem.radii(W)
+        N = R.shape[0]
+        a = as_array(a, "a", shape=(N,))
+        b = as_array(b, "b", shape=(N,))
+        R = R[:, :1] if self.isotropic else R
+        return np.concatenate([a[:, None], b[:, None], R], axis=1)
 
     def run(self, P0, weights, T: float, dt: float, n_records: int = 50,
             snapshots: bool = False) -> ABWSolution:
-        """Heun steps of the weighted particles (a, b, r) from 0 to ``T``."""
-        P = as_array(P0, "P0", ndim=2).copy()
-        self._parts(P)
+        """Heun steps of the weighted particles from 0 to ``T`` (records uniform in time)."""
+        P = self._parts(P0, "P0").copy()
         w = as_array(weights, "weights", shape=(P.shape[0],))
         if np.any(w < 0) or abs(w.sum() - 1) > 1e-9:
             raise ValueError("weights must be nonnegative and sum to 1")
@@ -187,15 +266,18 @@ class ReducedABW:
         risks, snaps, r_i = [], [], 0
         for k in range(n_steps + 1):
             if r_i < rec.size and rec[r_i] == k:
-                risks.append(self.risk(P, w))
+                risks.append(self._risk(P, w))
                 if snapshots:
-                    snaps.append(P.copy())
+                    snaps.append(np.concatenate([P[:, :2], np.abs(P[:, 2:])], axis=1))
                 r_i += 1
             if k == n_steps:
                 break
-            v1 = -self.potential(P, w)[1]
-            v2 = -self.potential(P + tau * v1, w)[1]
+            v1 = -self._potential(P, w)[1]
+            v2 = -self._potential(P + tau * v1, w)[1]
             P = P + 0.5 * tau * (v1 + v2)
+        if not np.all(np.isfinite(P)):
+            raise FloatingPointError("reduced particle flow diverged: try a smaller dt")
+        P[:, 2:] = np.abs(P[:, 2:])          # Psi is even in each radius
         return ABWSolution(t=rec * tau, risk=np.array(risks), P=P, weights=w,
                            snapshots=np.array(snaps) if snapshots else None)
 

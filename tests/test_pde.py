@@ -425,8 +425,8 @@ def test_reduced_abw_dynamics_decreases_risk():
     sol = red.run(P0, w0, T=5.0, dt=0.05, n_records=26)
     assert np.all(np.diff(sol.risk) <= 1e-12)
     assert sol.risk[-1] < sol.risk[0] - 0.1
-    with pytest.raises(ValueError, match="s0 = d"):
-        reduced.ReducedABW(mf.problems.AnisotropicGaussians(5, 3, 0.5))
+    with pytest.raises(ValueError, match="ReLU"):
+        reduced.ReducedABW(mf.problems.AnisotropicGaussians(5, 3, 0.5, activation="tanh"))
     with pytest.raises(ValueError, match="shape"):
         red.V(np.ones((3, 2)))
     with pytest.raises(ValueError, match="radii"):
