@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from math import comb, factorial
 
 import numpy as np
+from numba import njit
 from scipy import special
 
 from . import problems as _problems
@@ -304,7 +305,10 @@ def risk_abw(problem, a, b, W, n_max: int = 40) -> float:
         V -= 0.5 * sgn * a * h[:, 0]
         C = (W * cov) @ W.T
         rho = np.clip(C / np.outer(s, s), -1.0, 1.0)
-        K = np.einsum("in,jn,ijn->ij", h, h, rho[:, :, None] ** np.arange(n_max + 1))
+        K = np.outer(h[:, n_max], h[:, n_max])            # Horner in rho: no (N, N, n) array
+        for n in range(n_max - 1, -1, -1):
+            K *= rho
+            K += np.outer(h[:, n], h[:, n])
         beta = b / s
         diag = (A + b**2) * special.ndtr(beta) + b * s * np.exp(-0.5 * beta**2) * _INV_SQRT_2PI
         np.fill_diagonal(K, diag)
@@ -316,6 +320,30 @@ def risk_abw(problem, a, b, W, n_max: int = 40) -> float:
                                               (0.0,), (0.0,), A[i], A[j], C[i, j], m1=b[i], m2=b[j])
         Usum += p * (a @ K @ a)
     return float(problem.Ey2 + 2.0 * V.sum() / N + Usum / N**2)
+
+
+@njit(cache=True)
+def _abw_steps(a, b, W, X, y, eps):
+    """One-pass SGD steps on (a, b, W) in place, one per row of X (compiled, no temporaries)."""
+    N, d = W.shape
+    act = np.empty(N)
+    for k in range(X.shape[0]):
+        x = X[k]
+        f = 0.0
+        for i in range(N):
+            h = b[i]
+            for j in range(d):
+                h += W[i, j] * x[j]
+            act[i] = h if h > 0.0 else 0.0
+            f += a[i] * act[i]
+        g = eps * (y[k] - f / N)
+        for i in range(N):
+            if act[i] > 0.0:
+                on = g * a[i]
+                a[i] += g * act[i]
+                b[i] += on
+                for j in range(d):
+                    W[i, j] += on * x[j]
 
 
 @dataclass
@@ -337,7 +365,7 @@ def sgd_abw(problem, a0, b0, W0, eps: float, steps: int, rng: np.random.Generato
     :math:`\theta_i \leftarrow \theta_i + \varepsilon(y_k - f_N(x_k))\nabla_\theta\sigma_*(x_k;\theta_i)`,
     time :math:`t = k\varepsilon`. Records (uniform in k) the radii :math:`(|P_Vw_i|, |P_V^\perp w_i|)`,
     the pairs :math:`(a_i, b_i)` and, if ``record_risk``, the exact risk (:func:`risk_abw`).
-    Data are drawn in chunks of 4096 from ``rng``."""
+    Data are drawn in chunks of 4096 from ``rng``; the steps run in a compiled loop."""
     W = as_array(W0, "W0", ndim=2).copy()
     N, d = W.shape
     if d != problem.d:
@@ -354,7 +382,8 @@ def sgd_abw(problem, a0, b0, W0, eps: float, steps: int, rng: np.random.Generato
     pos = 4096
     r_i = 0
     with _progress.bar(steps, progress, desc="SGD (a,b,w)") as bar:
-        for k in range(steps + 1):
+        k = 0
+        while True:
             if r_i < rec.size and rec[r_i] == k:
                 ts.append(k * eps)
                 radii.append(problem.radii(W))
@@ -367,16 +396,11 @@ def sgd_abw(problem, a0, b0, W0, eps: float, steps: int, rng: np.random.Generato
             if pos == 4096:
                 X, y = problem.sample(4096, rng)
                 pos = 0
-            x, yk = X[pos], y[pos]
-            pos += 1
-            hpre = W @ x + b
-            act = np.maximum(hpre, 0.0)
-            g = eps * (yk - a @ act / N)
-            on = (hpre > 0) * (g * a)
-            a += g * act
-            b += on
-            W += on[:, None] * x[None, :]
-            bar.update()
+            n = min(4096 - pos, rec[r_i] - k)
+            _abw_steps(a, b, W, X[pos:pos + n], y[pos:pos + n], eps)
+            pos += n
+            k += n
+            bar.update(n)
     if not np.all(np.isfinite(W)):
         raise FloatingPointError("SGD diverged: try a smaller eps")
     return ABWTrajectory(t=np.array(ts), risk=np.array(risks) if record_risk else None, a=a, b=b,

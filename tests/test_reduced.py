@@ -157,3 +157,24 @@ def test_reduced_flow_decreases_risk_and_inputs():
         reduced.ReducedABW(mf.problems.AnisotropicGaussians(5, 3, 0.5, activation="tanh"))
     with pytest.raises(ValueError, match="T"):
         red.run(P0, w0, T=0.0, dt=0.1)
+
+
+def test_sgd_abw_compiled_steps_match_a_plain_loop(rng):
+    p = mf.problems.AnisotropicGaussians(20, 6, 0.5)
+    N, steps, eps = 30, 5000, 1e-3
+    W0 = rng.standard_normal((N, 20)) * 0.8 / np.sqrt(20)
+    a0, b0 = rng.normal(1, 0.3, N), rng.normal(0, 0.3, N)
+    tr = reduced.sgd_abw(p, a0, b0, W0, eps=eps, steps=steps, rng=np.random.default_rng(9), n_records=3,
+                         record_risk=False, progress=False)
+    a, b, W = a0.copy(), b0.copy(), W0.copy()
+    data = np.random.default_rng(9)
+    for k in range(steps):
+        if k % 4096 == 0:
+            X, y = p.sample(4096, data)
+        x, yk = X[k % 4096], y[k % 4096]
+        hpre = W @ x + b
+        g = eps * (yk - a @ np.maximum(hpre, 0) / N)
+        on = (hpre > 0) * g * a
+        a, b, W = a + g * np.maximum(hpre, 0), b + on, W + on[:, None] * x
+    assert np.allclose(tr.W, W, atol=1e-10) and np.allclose(tr.a, a, atol=1e-10)
+    assert np.allclose(tr.b, b, atol=1e-10)
