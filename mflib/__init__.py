@@ -10,6 +10,7 @@ activations   scalar activations sigma and their derivatives (chapter 1)
 network       two-layer networks in the mean-field and NTK scalings (chapters 1, 6)
 problems      data distributions with exact potentials V, U and population risk (chapters 2-4)
 approximation Maurey sampling and Barron-type rates (chapter 1)
+fitting       log-log rate fits with error bars (chapters 1, 4, 6)
 sgd           one-pass SGD as N interacting particles (chapters 2, 4)
 statics       the convex problem over measures on a dictionary (chapter 3)
 pde           the distributional-dynamics PDE in reduced coordinates (chapter 4)
@@ -32,6 +33,7 @@ _SUBMODULES = {
     "activations",
     "approximation",
     "chaos",
+    "fitting",
     "jko",
     "kernels",
     "network",

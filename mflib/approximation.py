@@ -32,6 +32,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import gammaln
 
+from .fitting import loglog_fit  # noqa: F401  (re-exported: chapter 1 fits its rate with it)
 from .problems import TeacherStudent, _relu_k
 from .validation import as_array, check_int, check_rng
 
@@ -100,39 +101,3 @@ def maurey_errors(target: GaussianReluTarget, Ns, reps: int, rng: np.random.Gene
     reps = check_int(reps, "reps", minimum=1)
     rng = check_rng(rng)
     return np.array([[target.l2_error(target.sample_neurons(N, rng)) for _ in range(reps)] for N in Ns])
-
-
-def loglog_fit(x, y, level: float = 0.95):
-    r"""Least-squares fit :math:`\log y = a + s \log x`, with the slope's standard error.
-
-    Returns a dict with ``slope``, ``slope_se``, ``intercept``, ``ci`` (the ``level`` confidence
-    interval of the slope, Student t) and ``band(x)``: a function giving the pointwise confidence
-    band of the fitted line, for plotting.
-    """
-    from scipy import stats
-
-    x = as_array(x, "x", ndim=1)
-    y = as_array(y, "y", shape=(x.size,))
-    if x.size < 3:
-        raise ValueError(f"x must have at least 3 points for a slope with an error bar, got {x.size}")
-    if np.any(x <= 0) or np.any(y <= 0):
-        raise ValueError("x and y must be positive for a log-log fit")
-    lx, ly = np.log(x), np.log(y)
-    n = x.size
-    A = np.stack([np.ones(n), lx], axis=1)
-    coef, res, *_ = np.linalg.lstsq(A, ly, rcond=None)
-    resid = ly - A @ coef
-    s2 = resid @ resid / (n - 2)
-    cov = s2 * np.linalg.inv(A.T @ A)
-    t = stats.t.ppf(0.5 + level / 2, n - 2)
-    se = float(np.sqrt(cov[1, 1]))
-
-    def band(xq):
-        lq = np.log(np.asarray(xq, dtype=float))
-        Aq = np.stack([np.ones_like(lq), lq], axis=-1)
-        mid = Aq @ coef
-        half = t * np.sqrt(np.einsum("...i,ij,...j->...", Aq, cov, Aq))
-        return np.exp(mid - half), np.exp(mid), np.exp(mid + half)
-
-    return {"slope": float(coef[1]), "slope_se": se, "intercept": float(coef[0]),
-            "ci": (float(coef[1] - t * se), float(coef[1] + t * se)), "band": band}

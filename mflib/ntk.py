@@ -65,6 +65,7 @@ from scipy.linalg import cho_factor as _cho_factor
 from scipy.linalg import cho_solve as _cho_solve
 
 from . import activations as _act
+from . import fitting as _fitting
 from . import kernels as _kernels
 from . import network as _net
 from . import progress as _progress
@@ -887,19 +888,8 @@ def lifted_circle(phi) -> np.ndarray:
 
 def loglog_slope(x, y) -> tuple[float, float]:
     r"""Least-squares slope of :math:`\log y` against :math:`\log x` and its standard error
-    (needs at least 3 points; all values > 0)."""
-    x = as_array(x, "x", ndim=1)
-    y = as_array(y, "y", shape=x.shape)
-    if x.size < 3 or np.any(x <= 0) or np.any(y <= 0):
-        raise ValueError("x and y need at least 3 points, all > 0")
-    lx, ly = np.log(x), np.log(y)
-    A = np.stack([lx, np.ones_like(lx)], axis=1)
-    coef, res, *_ = np.linalg.lstsq(A, ly, rcond=None)
-    dof = x.size - 2
-    resid = ly - A @ coef
-    s2 = float(resid @ resid) / dof if dof > 0 else 0.0
-    se = np.sqrt(s2 / float(np.sum((lx - lx.mean()) ** 2)))
-    return float(coef[0]), float(se)
+    (needs at least 3 points; all values > 0): :func:`mflib.fitting.loglog_slope`."""
+    return _fitting.loglog_slope(x, y)
 
 
 __all__ = ["DivergenceError", "EmpiricalNTK", "Generalisation", "LambdaMin", "Linearised", "Run",

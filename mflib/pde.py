@@ -71,6 +71,7 @@ from numba import njit
 from scipy import special, stats
 
 from . import activations as _act
+from . import fitting as _fitting
 from . import problems as _problems
 from . import progress as _progress
 from . import quadrature as _quad
@@ -1032,16 +1033,6 @@ def sgd_gap(problem, t_pde, risk_pde, N: int, eps: float, T: float, kappa: float
 
 def fit_loglog(x, y, y_se=None) -> tuple[float, float]:
     r"""Slope of :math:`\log y` against :math:`\log x` by (weighted) least squares, and its standard
-    error; ``y_se`` are standard errors of ``y`` (weights :math:`y/\mathrm{se}`)."""
-    x = as_array(x, "x", ndim=1)
-    y = as_array(y, "y", shape=x.shape)
-    if np.any(x <= 0) or np.any(y <= 0):
-        raise ValueError("x and y must be positive for a log-log fit")
-    if x.size < 3:
-        raise ValueError("need at least 3 points for a slope with an error bar")
-    X = np.stack([np.log(x), np.ones(x.size)], axis=1)
-    wts = np.ones(x.size) if y_se is None else y / np.maximum(as_array(y_se, "y_se", shape=x.shape), 1e-300)
-    coef, res, _, _ = np.linalg.lstsq(X * wts[:, None], np.log(y) * wts, rcond=None)
-    r = (np.log(y) - X @ coef) * wts
-    cov = np.linalg.inv((X * wts[:, None]).T @ (X * wts[:, None])) * (r @ r) / (x.size - 2)
-    return float(coef[0]), float(np.sqrt(cov[0, 0]))
+    error; ``y_se`` are standard errors of ``y`` (weights :math:`y/\mathrm{se}`):
+    :func:`mflib.fitting.loglog_slope`."""
+    return _fitting.loglog_slope(x, y, y_se)
