@@ -63,6 +63,7 @@ from typing import NamedTuple
 import numpy as np
 from scipy.linalg import cho_factor as _cho_factor
 from scipy.linalg import cho_solve as _cho_solve
+from scipy.special import exprel as _exprel
 
 from . import activations as _act
 from . import fitting as _fitting
@@ -518,16 +519,21 @@ def linearised(K0, h0, y, s, K0_test=None, h0_test=None, ds: float | None = None
         raise ValueError("s must be a 1-D array of times >= 0")
     with _single_thread():
         lam, V = np.linalg.eigh(0.5 * (K0 + K0.T))
-    lam = np.clip(lam, 0.0, None)
+    scale = float(np.abs(lam).max())
+    if not np.isfinite(scale):
+        raise ValueError("K0 must be finite")
+    if lam[0] < -1e-9 * max(scale, np.finfo(float).tiny):
+        raise ValueError(f"K0 must be positive semi-definite; its smallest eigenvalue is {lam[0]:.3g} "
+                         f"(largest magnitude {scale:.3g})")
     r0 = V.T @ (h0 - y)
     if ds is None:
-        decay = np.exp(-np.outer(s, lam) / n)                       # (R, n)
+        decay, phi = _flow_factors(lam, s / n)
     else:
         ds = check_real(ds, "ds", low=0.0, low_open=True)
         k = np.rint(s / ds)
         if not np.allclose(k * ds, s, rtol=1e-9, atol=1e-12 * max(1.0, float(s.max()))):
             raise ValueError("with ds given, every s must be a multiple of ds")
-        decay = np.power((1.0 - lam * ds / n)[None, :], k.astype(int)[:, None])
+        decay, phi = _gd_factors(lam, ds / n, k)
     train_out = y + (decay * r0) @ V.T
     test_out = None
     if K0_test is not None or h0_test is not None:
@@ -535,10 +541,50 @@ def linearised(K0, h0, y, s, K0_test=None, h0_test=None, ds: float | None = None
             raise ValueError("give both K0_test and h0_test, or neither")
         K0_test = as_array(K0_test, "K0_test", shape=(None, n))
         h0_test = as_array(h0_test, "h0_test", shape=(K0_test.shape[0],))
-        pos = lam > 0
-        phi = np.where(pos, (1.0 - decay) / np.where(pos, lam, 1.0), s[:, None] / n)
         test_out = h0_test - ((phi * r0) @ V.T) @ K0_test.T
     return Linearised(train_out, test_out)
+
+
+def _flow_factors(lam, t):
+    r"""Decay :math:`e^{-\lambda t}` and :math:`\varphi = (1-e^{-\lambda t})/\lambda` for the gradient
+    flow, shape (len(t), len(lam)).
+
+    :math:`\varphi` is evaluated as :math:`t\,\mathrm{exprel}(-\lambda t)` with
+    :math:`\mathrm{exprel}(z) = (e^z-1)/z` (``scipy.special.exprel``, exact 1 at 0): no cancellation
+    for any :math:`\lambda`, from exactly 0 through :math:`\pm` round-off to small resolvable values,
+    and continuous across 0 (the naive quotient loses all digits when :math:`\lambda t` is at round-off
+    level and is O(1) wrong there).
+    """
+    z = -np.outer(t, lam)
+    return np.exp(z), t[:, None] * _exprel(z)
+
+
+def _gd_factors(lam, h, k):
+    r"""Decay :math:`(1-\lambda h)^k` and :math:`\varphi = (1-(1-\lambda h)^k)/\lambda` for gradient
+    descent with step :math:`h` = ds/n, shape (len(k), len(lam)).
+
+    With :math:`x = \lambda h` and :math:`u = k\,\mathrm{log1p}(-x)`, the decay is :math:`e^u` and
+
+    .. math:: \varphi = k h\;\mathrm{exprel}(u)\;\frac{\mathrm{log1p}(-x)}{-x},
+
+    each factor computed without cancellation (the last read as 1 at x = 0). For x >= 1/2 (large
+    eigenvalues, where nothing cancels, and 1 - x <= 0 is possible) the direct form is used.
+    """
+    x = lam * h                                                # (n,)
+    kk = k[:, None]
+    small = x < 0.5
+    xs = np.where(small, x, 0.0)
+    l1 = np.log1p(-xs)
+    ratio = np.ones_like(xs)
+    nz = xs != 0
+    ratio[nz] = l1[nz] / (-xs[nz])
+    u = kk * l1[None, :]
+    decay_s, phi_s = np.exp(u), (kk * h) * _exprel(u) * ratio[None, :]
+    xb = np.where(small, 1.0, x)
+    with np.errstate(over="ignore", invalid="ignore"):
+        decay_b = np.power((1.0 - xb)[None, :], kk.astype(int))
+        phi_b = (1.0 - decay_b) / (xb / h)[None, :]
+    return np.where(small, decay_s, decay_b), np.where(small, phi_s, phi_b)
 
 
 def ntk_predictor(X, y, X_test, trained: str = "a_bar", ridge: float = 0.0) -> np.ndarray:

@@ -462,3 +462,45 @@ def test_plot_neurons():
     assert ntk.plot_neurons(ax, a, W, 2 * a, W + 1, title="t") is ax
     assert ax.get_yscale() == "symlog" and len(ax.collections) == 2
     plt.close(fig)
+
+
+def _psd_with_spectrum(lams, rng):
+    Q, _ = np.linalg.qr(rng.standard_normal((len(lams), len(lams))))
+    return (Q * np.asarray(lams)) @ Q.T
+
+
+@pytest.mark.parametrize("tiny", [0.0, 1e-17, -1e-17, 1e-13, 1e-10, 1e-7])
+@pytest.mark.parametrize("ds", [None, 0.25])
+def test_linearised_small_eigenvalues_against_van_loan(tiny, ds):
+    """Oracle without diagonalisation: the flow's phi(K) = int_0^s e^{-K u/n} du / n is the top-right
+    block of expm([[-K/n, I/n], [0, 0]] s) (Van Loan 1978); gradient descent's is the exact sum
+    sum_{j<k} (I - K h)^j h of matrix powers. Tolerance 1e-9 for eigenvalues from exactly 0 through
+    +-round-off to small resolvable ones (the naive (1 - e^{-lam s/n})/lam is O(1) wrong at +1e-17)."""
+    from scipy.linalg import expm
+    rng = np.random.default_rng(11)
+    n, m = 7, 3
+    K0 = _psd_with_spectrum([tiny, 1e-13, 1e-10, 1e-7, 0.3, 1.0, 2.5], rng)
+    K0 = 0.5 * (K0 + K0.T)
+    Kx = rng.standard_normal((m, n))
+    h0, y, hx0 = rng.standard_normal(n), rng.standard_normal(n), rng.standard_normal(m)
+    s = np.array([0.0, 0.5, 3.0, 40.0])
+    lin = ntk.linearised(K0, h0, y, s, K0_test=Kx, h0_test=hx0, ds=ds)
+    I, Z = np.eye(n), np.zeros((n, n))
+    for i, si in enumerate(s):
+        if ds is None:
+            E = expm(np.block([[-K0 / n, I / n], [Z, Z]]) * si)
+            decay, phi = E[:n, :n], E[:n, n:]
+        else:
+            h, P, phi = ds / n, np.eye(n), np.zeros((n, n))
+            for _ in range(int(round(si / ds))):
+                phi += P * h
+                P = P @ (I - h * K0)
+            decay = P
+        r0 = h0 - y
+        np.testing.assert_allclose(lin.train[i], y + decay @ r0, rtol=0, atol=1e-9)
+        np.testing.assert_allclose(lin.test[i], hx0 - Kx @ (phi @ r0), rtol=0, atol=1e-9)
+
+
+def test_linearised_rejects_indefinite_kernel():
+    with pytest.raises(ValueError, match="positive semi-definite"):
+        ntk.linearised(np.diag([1.0, -0.5]), np.zeros(2), np.ones(2), [1.0])
