@@ -33,7 +33,8 @@ import numpy as np
 from scipy.special import gammaln
 
 from .fitting import loglog_fit  # noqa: F401  (re-exported: chapter 1 fits its rate with it)
-from .problems import TeacherStudent, _relu_k
+from .problems import TeacherStudent
+from .quadrature import arccos1
 from .validation import as_array, check_int, check_rng
 
 
@@ -76,7 +77,9 @@ class GaussianReluTarget:
             raise ValueError(f"W must have shape (N, {self.d}) with N >= 1, got {W.shape}")
         N = W.shape[0]
         A = np.einsum("ij,ij->i", W, W)
-        U = _relu_k(A, A, W @ W.T)[0]
+        C = W @ W.T
+        np.fill_diagonal(C, A)
+        U = arccos1(np.outer(A, A), C).k
         cross = np.sqrt(A).sum() * self.c_d / np.sqrt(2.0 * np.pi * self.d)
         return float(max(self.norm2 - 2.0 * cross / N + U.sum() / N**2, 0.0))
 

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .quadrature import arccos1
 from .validation import as_array
 
 # |cos(theta)| above this: recompute the angle with Kahan's formula (arccos loses ~sqrt(eps) there).
@@ -132,11 +133,11 @@ def arccos_kernel(X, Y=None, degree: int = 1) -> np.ndarray:
         raise ValueError(f"degree must be 0 or 1, got {degree!r}")
     X, Y, sym = _pair(X, Y)
     theta, nx, ny = _angles(X, Y)
+    r = arccos1(np.outer(nx * nx, ny * ny), None, theta=theta)
     if degree == 0:
-        K = (np.pi - theta) / (2.0 * np.pi)
-        K *= np.outer(nx > 0, ny > 0)
+        K = r.kappa0 * np.outer(nx > 0, ny > 0)
     else:
-        K = (np.sin(theta) + (np.pi - theta) * np.cos(theta)) * (np.outer(nx, ny) / (2.0 * np.pi))
+        K = r.k
     return _finish(K, sym)
 
 

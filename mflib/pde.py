@@ -75,6 +75,7 @@ from . import fitting as _fitting
 from . import problems as _problems
 from . import progress as _progress
 from . import quadrature as _quad
+from .quadrature import arccos1_scalar as _arccos1_scalar
 from .validation import as_array, check_int, check_real, check_rng
 
 _SQRT_2PI = np.sqrt(2.0 * np.pi)
@@ -184,7 +185,6 @@ def hermite_coefficients(activation, A, n_max: int, n_quad: int = 40) -> np.ndar
 def _relu_ubar(r1a, r2a, r1b, r2b, t1, w1, t2, w2, comp_p, comp_a, symmetric):
     na, nb = r1a.size, r1b.size
     out = np.zeros((na, nb))
-    inv2pi = 1.0 / (2.0 * np.pi)
     for i in range(na):
         j0 = i if symmetric else 0
         for j in range(j0, nb):
@@ -196,22 +196,14 @@ def _relu_ubar(r1a, r2a, r1b, r2b, t1, w1, t2, w2, comp_p, comp_a, symmetric):
                 AB = A * B
                 if AB <= 0.0:
                     continue
-                sq = np.sqrt(AB)
                 x1 = a * r1a[i] * r1b[j]
                 x2 = r2a[i] * r2b[j]
                 s = 0.0
                 for p in range(t1.size):
                     for q in range(t2.size):
                         C = x1 * t1[p] + x2 * t2[q]
-                        cs = C / sq
-                        if cs > 1.0:
-                            cs = 1.0
-                        elif cs < -1.0:
-                            cs = -1.0
-                        root = AB - C * C
-                        root = np.sqrt(root) if root > 0.0 else 0.0
-                        s += w1[p] * w2[q] * (root + (np.pi - np.arccos(cs)) * C)
-                acc += comp_p[c] * s * inv2pi
+                        s += w1[p] * w2[q] * _arccos1_scalar(AB, C)
+                acc += comp_p[c] * s
             out[i, j] = acc
             if symmetric:
                 out[j, i] = acc
@@ -219,12 +211,7 @@ def _relu_ubar(r1a, r2a, r1b, r2b, t1, w1, t2, w2, comp_p, comp_a, symmetric):
 
 
 def _relu_k(A, B, C):
-    AB = A * B
-    sq = np.sqrt(AB)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        cs = np.where(sq > 0, C / sq, 0.0)
-    root = np.sqrt(np.maximum(AB - C * C, 0.0))
-    return (root + (np.pi - np.arccos(np.clip(cs, -1.0, 1.0))) * C) / (2.0 * np.pi)
+    return _quad.arccos1(A * B, C).k
 
 
 # ----------------------------------------------------------------------------------------------

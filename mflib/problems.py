@@ -66,26 +66,17 @@ def _pair_moments(W1, W2, cov):
 
 
 def _relu_k(A, B, C, same: bool = False):
-    """Arc-cosine k(A, B, C) and the two coefficients of its w-gradient.
-
-    Returns k, gA, gC with grad_w k = gA * Sigma w + gC * Sigma w'. ``same`` says that the two sets
-    of neurons are the same, so the diagonal pairs are exactly parallel (angle 0). The angle is
-    atan2(root, C), consistent with root, so nearly parallel pairs keep full accuracy in k (the
-    tests compare with quadrature to 1e-12 on exactly parallel and antiparallel pairs).
-    """
+    """Arc-cosine k(A, B, C) (:func:`mflib.quadrature.arccos1`) and the two coefficients of its
+    w-gradient: returns k, gA, gC with grad_w k = gA * Sigma w + gC * Sigma w'. ``same`` says that
+    the two sets of neurons are the same, so the diagonal pairs are exactly parallel (angle 0)."""
     AB = A[:, None] * B[None, :]
     if same:
         C = C.copy()
         np.fill_diagonal(C, A)
-    root = np.sqrt(np.maximum(AB - C * C, 0.0))
-    # atan2 keeps theta consistent with root: for (nearly) parallel pairs the errors of root and
-    # theta cancel in k to O(root^3); theta = pi for antiparallel pairs and 0 for zero vectors.
-    theta = np.arctan2(root, C)
-    k = (root + (np.pi - theta) * C) / (2.0 * np.pi)
+    r = _quad.arccos1(AB, C)
     with np.errstate(divide="ignore", invalid="ignore"):
-        gA = np.where(A[:, None] > 0, root / A[:, None], 0.0) / (2.0 * np.pi)
-    gC = (np.pi - theta) / (2.0 * np.pi)
-    return k, gA, gC
+        gA = np.where(A[:, None] > 0, r.root / A[:, None], 0.0) / (2.0 * np.pi)
+    return r.k, gA, r.kappa0
 
 
 def _generic_k(act, A, B, C, grad: bool):

@@ -19,14 +19,121 @@ even for ReLU-like functions. Everything is vectorised over the leading axis of 
 from __future__ import annotations
 
 from functools import lru_cache
+from math import atan2 as _atan2
+from math import cos as _cos
+from math import pi as _PI
+from math import sin as _sin
+from math import sqrt as _sqrt
+from typing import NamedTuple
 
 import numpy as np
+from numba import njit
 
 L_DEFAULT = 9.5
 # Fixed break points: Gauss-Legendre on shorter pieces copes with activations (tanh, sigmoid) whose
 # poles in the complex plane sit close to the real axis when the scale sqrt(A) is large.
 _FIXED = np.array([-6.0, -3.0, -1.5, 0.0, 1.5, 3.0, 6.0])
 _INV_SQRT_2PI = 1.0 / np.sqrt(2.0 * np.pi)
+_INV_2PI = 1.0 / (2.0 * np.pi)
+
+
+# -- the arc-cosine (ReLU) pair expectation: the one implementation in mflib ------------------------
+class ArcCos(NamedTuple):
+    r"""Result of :func:`arccos1`: ``k`` :math:`= E[\mathrm{relu}(u)\mathrm{relu}(v)]`,
+    ``root`` :math:`=\sqrt{AB - C^2}` and ``kappa0`` :math:`= P(u>0, v>0) = (\pi-\vartheta)/(2\pi)`
+    (also :math:`\partial k/\partial C`)."""
+    k: np.ndarray
+    root: np.ndarray
+    kappa0: np.ndarray
+
+
+def arccos1(AB, C, theta=None) -> ArcCos:
+    r"""Arc-cosine expectation for a centred Gaussian pair with :math:`\operatorname{Var}u\,
+    \operatorname{Var}v = AB` and :math:`\operatorname{Cov}(u,v) = C`:
+
+    .. math::
+
+        k = E[\mathrm{relu}(u)\,\mathrm{relu}(v)] = \frac{\sqrt{AB-C^2} + (\pi-\vartheta)\,C}{2\pi},
+        \qquad \vartheta = \operatorname{atan2}\big(\sqrt{AB-C^2},\, C\big).
+
+    The angle is taken by ``atan2`` from the same root that enters :math:`k`, never by
+    :math:`\arccos(C/\sqrt{AB})` (which loses half the digits near :math:`\pm1` and, clipped,
+    is inconsistent with the root): for nearly parallel pairs the errors of root and angle cancel in
+    :math:`k` to :math:`O(\mathrm{root}^3)`; antiparallel pairs get :math:`\vartheta = \pi`, zero
+    variances :math:`k = 0`. When the caller knows the angle more accurately (from the vectors, by
+    Kahan's formula, :mod:`mflib.kernels`), pass ``theta``: then root :math:`=\sqrt{AB}\sin\vartheta`
+    and :math:`C = \sqrt{AB}\cos\vartheta` are taken from it.
+
+    The gradient coefficients follow: :math:`\partial k/\partial C` = ``kappa0`` and
+    :math:`\partial k/\partial A` = ``root`` / (4 pi A) (used by :mod:`mflib.problems`).
+    :func:`arccos1_scalar` is the same formula compiled for numba loops.
+
+    Parameters
+    ----------
+    AB, C : array_like, broadcastable
+        Product of the variances (>= 0) and the covariance.
+    theta : array_like, optional
+        The angle, if known more accurately than from ``AB`` and ``C``.
+    """
+    AB = np.asarray(AB, dtype=float)
+    if theta is None:
+        C = np.asarray(C, dtype=float)
+        root = np.sqrt(np.maximum(_ab_minus_c2(AB, C), 0.0))
+        phi = np.arctan2(root, -C)                     # pi - theta, accurate near antiparallel
+    else:
+        sq = np.sqrt(AB)
+        root, C = sq * np.sin(theta), sq * np.cos(theta)
+        phi = np.pi - np.asarray(theta, dtype=float)
+    k = (root + phi * C) * _INV_2PI
+    # C < 0: root + phi C cancels (k ~ r phi^3 / 3 as phi -> 0); use k = r (sin phi - phi cos phi)
+    # / (2 pi) with the Taylor series of the bracket for small phi.
+    neg = C < 0
+    if np.any(neg):
+        k = np.where(neg, np.hypot(root, C) * _sin_minus_phicos(phi) * _INV_2PI, k)
+    return ArcCos(k, root, phi * _INV_2PI)
+
+
+@njit(cache=True)
+def _ab_minus_c2(AB, C):
+    """AB - C^2 with C^2 exact (Dekker's product, C^2 = p + e), so that nearly (anti)parallel pairs
+    lose no digits beyond those of the inputs: AB - p is exact by Sterbenz when AB ~ C^2."""
+    p = C * C
+    t = 134217729.0 * C
+    hi = t - (t - C)
+    lo = C - hi
+    e = ((hi * hi - p) + 2.0 * hi * lo) + lo * lo
+    return (AB - p) - e
+
+
+# sin(x) - x cos(x) = sum_{n>=1} (-1)^(n+1) 2n x^(2n+1) / (2n+1)!; 8 terms: relative error < 1e-16
+# for x <= 1/2 (the first omitted term is 18 x^19 / 19! ~ 1e-21 x^3 there).
+_SMC = np.array([(-1.0) ** (n + 1) * 2 * n / float(np.prod(np.arange(1, 2 * n + 2))) for n in range(1, 9)])
+
+
+def _sin_minus_phicos(x):
+    x = np.asarray(x, dtype=float)
+    x2 = x * x
+    ser = np.zeros_like(x)
+    for c in _SMC[::-1]:
+        ser = ser * x2 + c
+    return np.where(x <= 0.5, ser * x * x2, np.sin(x) - x * np.cos(x))
+
+
+@njit(cache=True)
+def arccos1_scalar(AB, C):
+    """:func:`arccos1`'s ``k`` for scalars, compiled (for numba loops)."""
+    r = _ab_minus_c2(AB, C)
+    root = _sqrt(r) if r > 0.0 else 0.0
+    phi = _atan2(root, -C)
+    if C >= 0.0:
+        return (root + phi * C) / (2.0 * _PI)
+    if phi > 0.5:
+        return _sqrt(root * root + C * C) * (_sin(phi) - phi * _cos(phi)) / (2.0 * _PI)
+    x2 = phi * phi
+    ser = 0.0
+    for i in range(_SMC.size - 1, -1, -1):
+        ser = ser * x2 + _SMC[i]
+    return _sqrt(root * root + C * C) * ser * phi * x2 / (2.0 * _PI)
 
 
 @lru_cache(maxsize=16)
