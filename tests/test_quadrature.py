@@ -46,7 +46,7 @@ def test_arccos1_against_quadrature_and_derivative():
     np.testing.assert_allclose(r.kappa0, dC, rtol=1e-7)
     dA = (quad.arccos1((A + h) * B, C).k - quad.arccos1((A - h) * B, C).k) / (2 * h)
     np.testing.assert_allclose(r.root / (4 * np.pi * A), dA, rtol=1e-7)
-    scal = np.array([quad.arccos1_scalar(a * b, c) for a, b, c in zip(A, B, C)])
+    scal = np.array([quad.arccos1_scalar(a * b, c) for a, b, c in zip(A, B, C, strict=True)])
     np.testing.assert_allclose(scal, r.k, rtol=1e-15, atol=0)
 
 

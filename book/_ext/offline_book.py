@@ -5,6 +5,12 @@
   through the launch buttons and `make lab` instead).
 * Gives the ipywidgets embed manager (written for MathJax 2, it calls ``MathJax.Hub.Queue``) a small
   adapter onto MathJax 3's ``typesetPromise``, before and after MathJax starts.
+* Tells the embed manager where its font files are. Its bundled CSS (Font Awesome) names them
+  relative to the AMD module's URL, and require.js gives the inline module
+  ``@jupyter-widgets/html-manager/dist/libembed-amd`` a URL relative to the page, so every widget
+  page requested six fonts from ``book/@jupyter-widgets/html-manager/dist/`` (404). The manager reads
+  ``window.__jupyter_widgets_assets_path__`` first: it is set to ``_static/widgets/``, where
+  .ci/vendor_js.sh puts those fonts.
 """
 
 from __future__ import annotations
@@ -31,6 +37,12 @@ MATHJAX2_ADAPTER = """
 """
 
 
+WIDGETS_DIR = "_static/widgets/"
+WIDGET_ASSETS_PATH = (
+    "window.__jupyter_widgets_assets_path__ = new URL({rel!r}, document.baseURI).href;"
+)
+
+
 def _clean_scripts(app, pagename, templatename, context, doctree):
     scripts = context.get("script_files")
     if not scripts:
@@ -47,6 +59,9 @@ def _clean_scripts(app, pagename, templatename, context, doctree):
         seen.add(key)
         kept.append(js)
     scripts[:] = kept
+    if any(str(getattr(js, "filename", "")).endswith("widgets/embed-amd.js") for js in kept):
+        rel = context["pathto"](WIDGETS_DIR, 1)
+        app.add_js_file(None, body=WIDGET_ASSETS_PATH.format(rel=rel), priority=490)
 
 
 def setup(app):
