@@ -18,6 +18,8 @@ cp -r "$mj/output/chtml/fonts/woff-v2" "$dest/mathjax/output/chtml/fonts/"
 cp -r "$mj/input/tex/extensions" "$dest/mathjax/input/tex/"
 cp -r "$mj/ui" "$dest/mathjax/"
 cp "$tmp/requirejs-2.3.7/package/require.js" "$dest/widgets/require.js"
+# dist/ also holds the hashed Font Awesome files of the manager's CSS; book/_ext/offline_book.py points
+# require.js at _static/widgets so that the CSS finds them there.
 cp "$tmp"/jupyter-widgets-html-manager-1.0.6/package/dist/* "$dest/widgets/"
 rm -f "$dest"/widgets/*.map "$dest"/widgets/embed.js "$dest"/widgets/[0-9]*.embed.js
 cp "$mj/../LICENSE" "$dest/mathjax/LICENSE"

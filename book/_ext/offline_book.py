@@ -5,12 +5,14 @@
   through the launch buttons and `make lab` instead).
 * Gives the ipywidgets embed manager (written for MathJax 2, it calls ``MathJax.Hub.Queue``) a small
   adapter onto MathJax 3's ``typesetPromise``, before and after MathJax starts.
-* Tells the embed manager where its font files are. Its bundled CSS (Font Awesome) names them
-  relative to the AMD module's URL, and require.js gives the inline module
-  ``@jupyter-widgets/html-manager/dist/libembed-amd`` a URL relative to the page, so every widget
-  page requested six fonts from ``book/@jupyter-widgets/html-manager/dist/`` (404). The manager reads
-  ``window.__jupyter_widgets_assets_path__`` first: it is set to ``_static/widgets/``, where
-  .ci/vendor_js.sh puts those fonts.
+* Tells require.js where the embed manager lives. ``embed-amd.js`` defines its AMD modules inline,
+  so require.js gives ``@jupyter-widgets/html-manager/dist/libembed-amd`` the URL
+  ``<page dir>/@jupyter-widgets/html-manager/dist/libembed-amd.js``; the module derives webpack's
+  public path from that URL, and its bundled CSS (Font Awesome) then asked for six font files under
+  ``book/@jupyter-widgets/html-manager/dist/`` on every widget page (404). A ``paths`` entry, set
+  between require.js and embed-amd.js, maps that prefix to ``_static/widgets/``, where
+  .ci/vendor_js.sh puts those fonts. (The manager's ``window.__jupyter_widgets_assets_path__`` hook
+  is read only after the CSS has been injected, so it does not help.)
 """
 
 from __future__ import annotations
@@ -37,9 +39,10 @@ MATHJAX2_ADAPTER = """
 """
 
 
-WIDGETS_DIR = "_static/widgets/"
-WIDGET_ASSETS_PATH = (
-    "window.__jupyter_widgets_assets_path__ = new URL({rel!r}, document.baseURI).href;"
+WIDGETS_DIR = "_static/widgets"
+WIDGETS_REQUIRE_PATHS = (
+    "require.config({{paths: {{'@jupyter-widgets/html-manager/dist':"
+    " new URL({rel!r}, document.baseURI).href}}}});"
 )
 
 
@@ -59,9 +62,15 @@ def _clean_scripts(app, pagename, templatename, context, doctree):
         seen.add(key)
         kept.append(js)
     scripts[:] = kept
-    if any(str(getattr(js, "filename", "")).endswith("widgets/embed-amd.js") for js in kept):
-        rel = context["pathto"](WIDGETS_DIR, 1)
-        app.add_js_file(None, body=WIDGET_ASSETS_PATH.format(rel=rel), priority=490)
+    embed = [i for i, js in enumerate(scripts)
+             if str(getattr(js, "filename", "")).endswith("widgets/embed-amd.js")]
+    if embed:
+        # Added for this page only (html-page-context), then moved just before embed-amd.js with
+        # the same priority, so that Sphinx's stable sort keeps it after require.js.
+        i = embed[0]
+        body = WIDGETS_REQUIRE_PATHS.format(rel=context["pathto"](WIDGETS_DIR, 1))
+        app.add_js_file(None, body=body, priority=scripts[i].priority)
+        scripts.insert(i, scripts.pop())
 
 
 def setup(app):
