@@ -204,7 +204,10 @@ def _pair_chunk(f, g, kf, kg, A, B, C, m1, m2, n, L):
     with np.errstate(divide="ignore", invalid="ignore"):
         rho = np.where(su * sv > 0, C / (su * sv), 0.0)
     rho = np.clip(rho, -1.0, 1.0)
-    q = np.sqrt(np.maximum(1.0 - rho * rho, 0.0))
+    # q = sqrt(1 - rho^2) = sqrt(AB - C^2) / sqrt(AB), without the cancellation of 1 - rho^2 near +-1
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q = np.where(su * sv > 0, np.sqrt(np.maximum(_ab_minus_c2(A * B, C), 0.0)) / (su * sv), 1.0)
+    q = np.minimum(q, 1.0)
     # Outer variable z1: kinks of f(u) and, when v is nearly a function of z1, of g(v).
     # As a function of z1, E[g(v) | z1] is g smoothed at the scale q / |rho|: when |rho| is close
     # to 1 this is a near-kink, resolved by extra break points at distances c * q / |rho|.

@@ -357,11 +357,11 @@ def _rep_vectors(problem: AnisotropicGaussians, R, T1=None, T2=None) -> np.ndarr
     t2 = np.ones(m) if T2 is None else T2
     W[:, 0] = R[:, 0] * t1
     if s0 >= 2:
-        W[:, 1] = R[:, 0] * np.sqrt(np.maximum(1.0 - t1 * t1, 0.0))
+        W[:, 1] = R[:, 0] * np.sqrt(np.maximum((1.0 - t1) * (1.0 + t1), 0.0))
     if d - s0 >= 1:
         W[:, s0] = R[:, 1] * t2
     if d - s0 >= 2:
-        W[:, s0 + 1] = R[:, 1] * np.sqrt(np.maximum(1.0 - t2 * t2, 0.0))
+        W[:, s0 + 1] = R[:, 1] * np.sqrt(np.maximum((1.0 - t2) * (1.0 + t2), 0.0))
     return W
 
 

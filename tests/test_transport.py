@@ -224,3 +224,15 @@ def test_errors():
         T.w2_gaussian([0.0, 0.0], np.eye(2), [0.0, 0.0, 0.0], np.eye(3))
     with pytest.raises(ValueError, match="S1"):
         T.w2_gaussian([0.0, 0.0], [1.0, 2.0, 3.0], [0.0, 0.0], np.eye(2))
+
+
+@pytest.mark.parametrize("delta", [1e-4, 1e-7, 1e-10])
+def test_w2_gaussian_close_covariances_no_cancellation(delta):
+    """S2 = (1 + delta)^2 S1: exactly W2 = delta sqrt(tr S1). The textbook difference of traces
+    has a floor near 1e-8 sqrt(tr S1) (all digits lost at delta = 1e-10); the sum-of-squares form
+    keeps 1e-5 relative accuracy there."""
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((5, 5))
+    S = X @ X.T + 0.1 * np.eye(5)
+    w = mf.transport.w2_gaussian(np.zeros(5), S, np.zeros(5), S * (1 + delta) ** 2)
+    assert w == pytest.approx(delta * np.sqrt(np.trace(S)), rel=1e-5)
