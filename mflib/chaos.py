@@ -536,7 +536,7 @@ def sgd(W0, X, y, *, gamma: float = 1.0, alpha: float = 0.0, beta: float = 0.0, 
     W_sum = np.zeros_like(W) if average_from is not None else None
     chunk = 256
     idx_all = None
-    with _progress.bar(n_T, progress, desc="SGD") as bar, _one_blas_thread():
+    with _progress.bar(n_T, progress, desc="SGD", threshold=0) as bar, _one_blas_thread():
         for k in range(n_T + 1):
             if record_every is not None and (k % record_every == 0 or k == n_T):
                 snaps.append(W.copy())
@@ -829,7 +829,7 @@ def coupled(W0, Ns, runs: int, X, y, *, gamma: float = 1.0, alpha: float = 0.0, 
     sup = np.zeros(W.shape[0] - L)
     mean_sq = np.zeros((Ns.size, steps + 1))
     counts = runs * Ns
-    with _progress.bar(steps, progress, desc="Euler-Maruyama") as bar, _one_blas_thread():
+    with _progress.bar(steps, progress, desc="Euler-Maruyama", threshold=0) as bar, _one_blas_thread():
         for s in range(steps):
             h_dt = tgrid[s + 1] - tgrid[s]
             if batch is None:

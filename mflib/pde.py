@@ -696,7 +696,7 @@ class GridSolver:
         rec_steps = np.unique(np.searchsorted(times, tr - 1e-12))
         risks, snaps, mass = [], [], []
         r_i = 0
-        with _progress.bar(n_steps, progress, desc="PDE") as bar:
+        with _progress.bar(n_steps, progress, desc="PDE", threshold=0) as bar:
             for k in range(n_steps + 1):
                 if r_i < rec_steps.size and rec_steps[r_i] == k:
                     risks.append(self.risk(R, w))
@@ -722,7 +722,7 @@ class GridSolver:
 # Independent check: particles in R^d with exact population gradients.
 # ----------------------------------------------------------------------------------------------
 def particle_flow(problem, W0, T: float, dt: float, n_records: int = 20, lam: float = 0.0,
-                  snapshots: bool = False):
+                  snapshots: bool = False, progress: bool | None = None):
     r"""Heun steps of :math:`\dot w_i = -\nabla\Psi(w_i;\hat\rho_N) - \lambda w_i` with the exact
     population gradient (no data sampling, no reduction): the "particle dynamics" of Mei,
     Misiakiewicz and Montanari, and a discretisation of the PDE independent of :class:`GridSolver`.
@@ -734,6 +734,8 @@ def particle_flow(problem, W0, T: float, dt: float, n_records: int = 20, lam: fl
     T, dt : float > 0
     n_records : int >= 2
         Uniform record times in :math:`[0, T]`.
+    progress : bool or None
+        Progress bar (:mod:`mflib.progress`).
 
     Returns
     -------
@@ -757,6 +759,7 @@ def particle_flow(problem, W0, T: float, dt: float, n_records: int = 20, lam: fl
         return -problem.grad_Psi(W, W) - lam * W
 
     risks, snaps, r_i = [], [], 0
+    bar = _progress.bar(n_steps, progress, desc="particle flow", threshold=0)
     for k in range(n_steps + 1):
         if r_i < rec.size and rec[r_i] == k:
             risks.append(problem.risk(W))
@@ -767,6 +770,8 @@ def particle_flow(problem, W0, T: float, dt: float, n_records: int = 20, lam: fl
             break
         v1 = vel(W)
         W = W + 0.5 * tau * (v1 + vel(W + tau * v1))
+        bar.update()
+    bar.close()
     return rec * tau, np.array(risks), W, (np.array(snaps) if snapshots else None)
 
 

@@ -16,11 +16,20 @@ def enabled(progress: bool | None, total: int, threshold: int = 20000) -> bool:
     return os.environ.get("MFLIB_PROGRESS", "1") != "0" and total >= threshold
 
 
-def bar(total: int, progress: bool | None = None, desc: str = ""):
-    """A ``tqdm.auto`` bar, or a do-nothing stand-in with the same ``update``/``close`` methods."""
-    if enabled(progress, total):
+#: An automatic bar (``progress=None``) appears only once its run has lasted this many seconds.
+DELAY = 1.0
+
+
+def bar(total: int, progress: bool | None = None, desc: str = "", threshold: int = 20000):
+    """A ``tqdm.auto`` bar, or a do-nothing stand-in with the same ``update``/``close`` methods.
+
+    ``threshold`` is the fewest steps for an automatic bar (cheap SGD steps); loops whose steps are
+    slow (PDE and particle flows) pass 0 and let :data:`DELAY` decide: a bar shows in a notebook
+    as soon as a run has taken a second, and a quick run shows none.
+    """
+    if enabled(progress, total, threshold):
         from tqdm.auto import tqdm
-        return tqdm(total=total, desc=desc, leave=False)
+        return tqdm(total=total, desc=desc, leave=False, delay=0.0 if progress else DELAY)
     return _Silent()
 
 

@@ -252,8 +252,9 @@ class ReducedABW:
         return np.concatenate([a[:, None], b[:, None], R], axis=1)
 
     def run(self, P0, weights, T: float, dt: float, n_records: int = 50,
-            snapshots: bool = False) -> ABWSolution:
-        """Heun steps of the weighted particles from 0 to ``T`` (records uniform in time)."""
+            snapshots: bool = False, progress: bool | None = None) -> ABWSolution:
+        """Heun steps of the weighted particles from 0 to ``T`` (records uniform in time);
+        ``progress``: bar (:mod:`mflib.progress`)."""
         P = self._parts(P0, "P0").copy()
         w = as_array(weights, "weights", shape=(P.shape[0],))
         if np.any(w < 0) or abs(w.sum() - 1) > 1e-9:
@@ -265,6 +266,7 @@ class ReducedABW:
         rec = np.unique(np.round(np.linspace(0, n_steps, check_int(n_records, "n_records",
                                                                   minimum=2))).astype(int))
         risks, snaps, r_i = [], [], 0
+        bar = _progress.bar(n_steps, progress, desc="reduced flow", threshold=0)
         for k in range(n_steps + 1):
             if r_i < rec.size and rec[r_i] == k:
                 risks.append(self._risk(P, w))
@@ -276,6 +278,8 @@ class ReducedABW:
             v1 = -self._potential(P, w)[1]
             v2 = -self._potential(P + tau * v1, w)[1]
             P = P + 0.5 * tau * (v1 + v2)
+            bar.update()
+        bar.close()
         if not np.all(np.isfinite(P)):
             raise FloatingPointError("reduced particle flow diverged: try a smaller dt")
         P[:, 2:] = np.abs(P[:, 2:])          # Psi is even in each radius
@@ -381,7 +385,7 @@ def sgd_abw(problem, a0, b0, W0, eps: float, steps: int, rng: np.random.Generato
     X = y = None
     pos = 4096
     r_i = 0
-    with _progress.bar(steps, progress, desc="SGD (a,b,w)") as bar:
+    with _progress.bar(steps, progress, desc="SGD (a,b,w)", threshold=0) as bar:
         k = 0
         while True:
             if r_i < rec.size and rec[r_i] == k:
