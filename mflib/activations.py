@@ -11,7 +11,10 @@ Built in (look them up with :func:`get`):
 * ``truncated_relu``: :math:`0` for :math:`t < 0`, :math:`t` on :math:`[0, 1]`, :math:`1` above,
   the bounded activation of the approximation theorem in the seed slides;
 * ``sigmoid``: :math:`\sigma(t) = 1 / (1 + e^{-2t})` (the slides' normalisation);
-* ``tanh``.
+* ``tanh``;
+* ``identity``: :math:`\sigma(t) = t`, the linear-Gaussian case of chapter 7 whose noise
+  covariance has a closed form;
+* ``bump``: bounded, non-monotone, even and piecewise linear, chapter 4's two initialisations.
 
 A user-supplied activation is any ``Activation(name, sigma, dsigma, kinks=())`` whose two callables
 act elementwise on NumPy arrays.
@@ -102,12 +105,44 @@ def _dtanh(t):
     return 1.0 / np.cosh(t) ** 2
 
 
+def _identity(t):
+    return t
+
+
+def _didentity(t):
+    return np.ones_like(t)
+
+
+_BUMP_T = np.array([0.0, 0.25, 0.5, 1.5])
+_BUMP_V = np.array([-1.0, 0.0, -1.0, 1.0])
+
+
+def _bump(t):
+    return np.interp(np.abs(t), _BUMP_T, _BUMP_V)
+
+
+def _dbump(t):
+    a = np.abs(t)
+    slope = np.select([a < 0.25, a < 0.5, a < 1.5], [4.0, -4.0, 2.0], 0.0)
+    return slope * np.sign(t)
+
+
 relu = Activation("relu", _relu, _drelu, kinks=(0.0,))
 truncated_relu = Activation("truncated_relu", _trelu, _dtrelu, kinks=(0.0, 1.0))
 sigmoid = Activation("sigmoid", _sigmoid, _dsigmoid)
 tanh = Activation("tanh", _tanh, _dtanh)
+identity = Activation("identity", _identity, _didentity)
+r"""The identity :math:`\sigma(t) = t`, so :math:`F(w, x) = \langle w, x\rangle`: the linear-Gaussian
+case of chapter 7, whose noise covariance :math:`\Sigma` has a closed form."""
+bump = Activation("bump", _bump, _dbump, kinks=(-1.5, -0.5, -0.25, 0.0, 0.25, 0.5, 1.5))
+r"""A bounded, non-monotone, even, piecewise-linear activation (chapter 4's two initialisations):
+:math:`\sigma(t)` interpolates :math:`(|t|, \sigma) = (0, -1), (0.25, 0), (0.5, -1), (1.5, 1)` and is 1
+beyond :math:`|t| = 1.5`. On the isotropic problem with :math:`\Delta = 0.5` its reduced risk has a
+poor local minimum at small radius and a good one near :math:`r = 1.4`, separated by a barrier near
+:math:`r = 0.28`."""
 
-BUILTIN: dict[str, Activation] = {a.name: a for a in (relu, truncated_relu, sigmoid, tanh)}
+BUILTIN: dict[str, Activation] = {a.name: a for a in (relu, truncated_relu, sigmoid, tanh,
+                                                      identity, bump)}
 
 
 def get(activation: str | Activation) -> Activation:

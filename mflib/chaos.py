@@ -61,7 +61,7 @@ __all__ = [
     "Schedule", "time_step", "step_size", "n_steps",
     "outputs", "loss_value", "loss_derivative", "empirical_risk", "grad_risk", "accuracy",
     "sgd", "SGDRun", "field", "Field", "psd_sqrt", "coupled", "Coupling",
-    "digits_data", "synthetic_data", "loglog_slope", "w2_coordinates", "identity",
+    "digits_data", "synthetic_data", "loglog_slope", "w2_coordinates",
 ]
 
 def _one_blas_thread():
@@ -73,10 +73,6 @@ def _one_blas_thread():
     except ImportError:                                  # pragma: no cover
         return contextlib.nullcontext()
     return threadpool_limits(limits=1, user_api="blas")
-
-
-# The identity activation F(w, x) = <w, x>: the linear-Gaussian case with a closed-form Sigma.
-identity = _act.Activation("identity", lambda t: t, lambda t: np.ones_like(t))
 
 
 # ----------------------------------------------------------------------------------------------

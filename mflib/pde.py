@@ -32,8 +32,9 @@ Contents
 :func:`particle_flow`
     the independent check: :math:`N` particles in :math:`\mathbb R^d` moved by the exact population
     gradient :math:`-\nabla\Psi(w_i;\hat\rho_N)` (no reduction, no grid).
-:func:`risk_mehler`, :data:`bump`
-    fast exact risk for non-ReLU activations; the bounded non-monotone activation of chapter 4.
+:func:`risk_mehler`
+    fast exact risk for non-ReLU activations (such as :data:`mflib.activations.bump`, the bounded
+    non-monotone activation of chapter 4).
 :func:`sgd_gap`, :func:`fit_loglog`
     :math:`\sup_k|R_N(\theta^k) - R(\rho_{k\varepsilon})|` for one SGD run; log-log slopes with errors.
 :class:`FokkerPlanck1D`
@@ -978,28 +979,6 @@ def risk_mehler(problem, W, n_max: int = 60) -> float:
         np.fill_diagonal(K, _quad.gauss_expect(lambda u: s(u) ** 2, kk, A))
         total += p * K.sum() / N**2
     return float(total)
-
-
-_BUMP_T = np.array([0.0, 0.25, 0.5, 1.5])
-_BUMP_V = np.array([-1.0, 0.0, -1.0, 1.0])
-
-
-def _bump(t):
-    return np.interp(np.abs(t), _BUMP_T, _BUMP_V)
-
-
-def _dbump(t):
-    a = np.abs(t)
-    slope = np.select([a < 0.25, a < 0.5, a < 1.5], [4.0, -4.0, 2.0], 0.0)
-    return slope * np.sign(t)
-
-
-bump = _act.Activation("bump", _bump, _dbump, kinks=(-1.5, -0.5, -0.25, 0.0, 0.25, 0.5, 1.5))
-r"""A bounded, non-monotone, even, piecewise-linear activation (chapter 4's two initialisations):
-:math:`\sigma(t)` interpolates :math:`(|t|, \sigma) = (0, -1), (0.25, 0), (0.5, -1), (1.5, 1)` and is 1
-beyond :math:`|t| = 1.5`. On the isotropic problem with :math:`\Delta = 0.5` its reduced risk has a
-poor local minimum at small radius and a good one near :math:`r = 1.4`, separated by a barrier near
-:math:`r = 0.28`."""
 
 
 # ----------------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ import pytest
 
 import mflib as mf
 
-ACTS = ["relu", "truncated_relu", "sigmoid", "tanh"]
+ACTS = ["relu", "truncated_relu", "sigmoid", "tanh", "identity", "bump"]
 
 
 @pytest.mark.parametrize("name", ACTS)
@@ -49,3 +49,21 @@ def test_lookup_errors():
         mf.activations.get(3)
     with pytest.raises(TypeError, match="callables"):
         mf.activations.Activation("bad", 1, 2)
+
+
+def test_bump_activation_derivative_and_values():
+    bump = mf.activations.bump
+    assert mf.activations.get("bump") is bump
+    t = np.linspace(-2.3, 2.3, 2001)
+    t = t[np.min(np.abs(t[:, None] - np.array(bump.kinks)), axis=1) > 1e-3]
+    h = 1e-6
+    assert np.allclose(bump.derivative(t), (bump(t + h) - bump(t - h)) / (2 * h), atol=1e-6)
+    assert bump(np.array([0.0, 0.25, 0.5, 1.5, 7.0])).tolist() == [-1.0, 0.0, -1.0, 1.0, 1.0]
+
+
+def test_identity_activation():
+    ident = mf.activations.get("identity")
+    assert ident is mf.activations.identity and ident.kinks == ()
+    t = np.array([-2.0, 0.0, 3.5])
+    np.testing.assert_array_equal(ident(t), t)
+    np.testing.assert_array_equal(ident.derivative(t), np.ones(3))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import mflib.chaos as ch
-from mflib import network, transport
+from mflib import activations, network, transport
 
 
 # ----------------------------------------------------------------------------------------------
@@ -298,7 +298,7 @@ def test_sigma_estimate_linear_gaussian():
     X = rng.standard_normal((B, d))
     y = X @ w_star + s * rng.standard_normal(B)
     W = rng.standard_normal((2, d))
-    F = ch.field(W, X, y, measure=mu, activation=ch.identity)
+    F = ch.field(W, X, y, measure=mu, activation=activations.identity)
     exact = 4 * ((a @ a + s ** 2) * np.eye(d) + np.outer(a, a))
     g = (2 * (X @ a - (y - X @ w_star)))[:, None] * X            # per-sample gradient samples
     xi = g - g.mean(axis=0)

@@ -470,11 +470,3 @@ def test_fit_loglog_and_sgd_gap(rng):
     assert 0 < g < 0.1
     with pytest.raises(ValueError, match="eps"):
         pde.sgd_gap(p, ref.t, ref.risk, 200, 0.0, 1.0, 0.8, rng)
-
-
-def test_bump_activation_derivative():
-    t = np.linspace(-2.3, 2.3, 2001)
-    t = t[np.min(np.abs(t[:, None] - np.array(pde.bump.kinks)), axis=1) > 1e-3]
-    h = 1e-6
-    assert np.allclose(pde.bump.derivative(t), (pde.bump(t + h) - pde.bump(t - h)) / (2 * h), atol=1e-6)
-    assert pde.bump(np.array([0.0, 0.25, 0.5, 1.5, 7.0])).tolist() == [-1.0, 0.0, -1.0, 1.0, 1.0]
