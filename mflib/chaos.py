@@ -53,6 +53,7 @@ import numpy as np
 
 from . import activations as _act
 from . import progress as _progress
+from . import transport as _transport
 from .validation import as_array, check_int, check_real, check_rng
 
 LOSSES = ("squared", "cross_entropy")
@@ -60,8 +61,8 @@ LOSSES = ("squared", "cross_entropy")
 __all__ = [
     "Schedule", "time_step", "step_size", "n_steps",
     "outputs", "loss_value", "loss_derivative", "empirical_risk", "grad_risk", "accuracy",
-    "sgd", "SGDRun", "field", "Field", "psd_sqrt", "coupled", "Coupling",
-    "digits_data", "synthetic_data", "loglog_slope", "w2_coordinates",
+    "sgd", "SGDRun", "field", "Field", "coupled", "Coupling",
+    "digits_data", "synthetic_data", "loglog_slope",
 ]
 
 def _one_blas_thread():
@@ -674,31 +675,6 @@ def field(W, X, y, measure=None, weights=None, loss: str = "squared", activation
     return Field(h=h[L:], Sigma=Sigma[L:], f=f[0].T)
 
 
-def psd_sqrt(S) -> np.ndarray:
-    r"""Symmetric square roots of a stack of positive semi-definite matrices, shape (..., p, p).
-
-    Closed forms for :math:`p \le 2` (for :math:`2\times 2`,
-    :math:`\sqrt S = (S + s I)/t` with :math:`s = \sqrt{\det S}`, :math:`t = \sqrt{\operatorname{tr}S + 2s}`),
-    an eigendecomposition with negative round-off eigenvalues clipped to 0 otherwise.
-    """
-    S = as_array(S, "S")
-    if S.ndim < 2 or S.shape[-1] != S.shape[-2]:
-        raise ValueError(f"S must have shape (..., p, p), got {S.shape}")
-    p = S.shape[-1]
-    if p == 1:
-        return np.sqrt(np.maximum(S, 0.0))
-    if p == 2:
-        det = S[..., 0, 0] * S[..., 1, 1] - S[..., 0, 1] * S[..., 1, 0]
-        s = np.sqrt(np.maximum(det, 0.0))
-        t = np.sqrt(np.maximum(S[..., 0, 0] + S[..., 1, 1] + 2.0 * s, 0.0))
-        out = S + s[..., None, None] * np.eye(2)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            out = np.where(t[..., None, None] > 0, out / t[..., None, None], 0.0)
-        return out
-    lam, V = np.linalg.eigh(S)
-    return (V * np.sqrt(np.maximum(lam, 0.0))[..., None, :]) @ np.swapaxes(V, -1, -2)
-
-
 # ----------------------------------------------------------------------------------------------
 # Synchronous coupling of particle systems with their limit (Euler-Maruyama)
 # ----------------------------------------------------------------------------------------------
@@ -838,7 +814,7 @@ def coupled(W0, Ns, runs: int, X, y, *, gamma: float = 1.0, alpha: float = 0.0, 
             step = h * h_dt
             if noise:
                 dB = rng.standard_normal((L, p)) * np.sqrt(h_dt)
-                step += amp[:, None] * np.einsum("kpq,kq->kp", psd_sqrt(Sigma), dB[gidx])
+                step += amp[:, None] * np.einsum("kpq,kq->kp", _transport.psd_sqrt(Sigma), dB[gidx])
             W += coef * step
             diff = W[tagged] - W[gidx[tagged]]
             sq = np.einsum("kp,kp->k", diff, diff)
@@ -899,32 +875,6 @@ def digits_data(test_size: float = 0.2, rng: np.random.Generator | None = None):
     te, tr = perm[:n_te], perm[n_te:]
     mean, std = X[tr].mean(), X[tr].std()
     return (X[tr] - mean) / std, y[tr], (X[te] - mean) / std, y[te]
-
-
-def w2_coordinates(X, Y) -> np.ndarray:
-    r"""Exact :math:`W_2` between the one-dimensional coordinate marginals of two point clouds.
-
-    Entry :math:`j` is :math:`W_2(\mu_j, \nu_j)` for the uniform measures on the columns
-    ``X[:, j]`` and ``Y[:, j]`` (sizes may differ), by :func:`mflib.transport.w2_1d`. Since
-    projecting a coupling onto a coordinate gives a coupling of the marginals,
-    :math:`\big(\sum_j W_2(\mu_j,\nu_j)^2\big)^{1/2} \le W_2(\mu,\nu)`.
-
-    Parameters
-    ----------
-    X : array, shape (n, p)
-    Y : array, shape (m, p)
-
-    Returns
-    -------
-    array, shape (p,)
-    """
-    from . import transport
-
-    X = as_array(X, "X", ndim=2)
-    Y = as_array(Y, "Y", ndim=2)
-    if X.shape[1] != Y.shape[1]:
-        raise ValueError(f"X and Y must have the same number of columns, got {X.shape} and {Y.shape}")
-    return np.array([transport.w2_1d(X[:, j], Y[:, j]) for j in range(X.shape[1])])
 
 
 def loglog_slope(N, values, n_boot: int = 2000, rng: np.random.Generator | None = None):

@@ -23,6 +23,10 @@ the minimum over couplings :math:`\gamma` with marginals :math:`\mu` and :math:`
 :func:`w2_gaussian`
     Gaussians: the Bures-Wasserstein closed form.
 
+Helpers: :func:`w2_coordinates` (the exact :math:`W_2` of each coordinate marginal, a lower bound
+on :math:`W_2` in high dimension, chapter 7) and :func:`psd_sqrt` (symmetric square roots of
+stacks of covariance matrices, for the Gaussian closed form and the noise of the chaos systems).
+
 References
 ----------
 F. Santambrogio, *Optimal Transport for Applied Mathematicians*, Birkhauser 2015
@@ -39,7 +43,7 @@ from .validation import as_array
 
 __all__ = [
     "w2", "w2_squared", "w2_1d", "w2_1d_squared", "w2_emd", "w2_emd_squared",
-    "w2_gaussian", "w2_gaussian_squared",
+    "w2_gaussian", "w2_gaussian_squared", "w2_coordinates", "psd_sqrt",
 ]
 
 
@@ -216,6 +220,30 @@ def w2_1d(x, y, a=None, b=None) -> float:
     return _sqrt_clip(w2_1d_squared(x, y, a, b))
 
 
+def w2_coordinates(X, Y) -> np.ndarray:
+    r"""Exact :math:`W_2` between the one-dimensional coordinate marginals of two point clouds.
+
+    Entry :math:`j` is :math:`W_2(\mu_j, \nu_j)` for the uniform measures on the columns
+    ``X[:, j]`` and ``Y[:, j]`` (sizes may differ), by :func:`w2_1d`. Since projecting a coupling
+    onto a coordinate gives a coupling of the marginals,
+    :math:`\big(\sum_j W_2(\mu_j,\nu_j)^2\big)^{1/2} \le W_2(\mu,\nu)`.
+
+    Parameters
+    ----------
+    X : array, shape (n, p)
+    Y : array, shape (m, p)
+
+    Returns
+    -------
+    array, shape (p,)
+    """
+    X = as_array(X, "X", ndim=2)
+    Y = as_array(Y, "Y", ndim=2)
+    if X.shape[1] != Y.shape[1]:
+        raise ValueError(f"X and Y must have the same number of columns, got {X.shape} and {Y.shape}")
+    return np.array([w2_1d(X[:, j], Y[:, j]) for j in range(X.shape[1])])
+
+
 # ----------------------------------------------------------------------------------------------
 # General weighted empirical measures: the transport linear program (POT)
 # ----------------------------------------------------------------------------------------------
@@ -301,9 +329,29 @@ def _gaussian_args(m, S, mname: str, Sname: str) -> tuple[np.ndarray, np.ndarray
     return m, S
 
 
-def _psd_sqrt(S: np.ndarray) -> np.ndarray:
-    lam, Q = np.linalg.eigh(S)
-    return (Q * np.sqrt(np.clip(lam, 0.0, None))) @ Q.T
+def psd_sqrt(S) -> np.ndarray:
+    r"""Symmetric square roots of a stack of positive semi-definite matrices, shape (..., p, p).
+
+    Closed forms for :math:`p \le 2` (for :math:`2\times 2`,
+    :math:`\sqrt S = (S + s I)/t` with :math:`s = \sqrt{\det S}`, :math:`t = \sqrt{\operatorname{tr}S + 2s}`),
+    an eigendecomposition with negative round-off eigenvalues clipped to 0 otherwise.
+    """
+    S = as_array(S, "S")
+    if S.ndim < 2 or S.shape[-1] != S.shape[-2]:
+        raise ValueError(f"S must have shape (..., p, p), got {S.shape}")
+    p = S.shape[-1]
+    if p == 1:
+        return np.sqrt(np.maximum(S, 0.0))
+    if p == 2:
+        det = S[..., 0, 0] * S[..., 1, 1] - S[..., 0, 1] * S[..., 1, 0]
+        s = np.sqrt(np.maximum(det, 0.0))
+        t = np.sqrt(np.maximum(S[..., 0, 0] + S[..., 1, 1] + 2.0 * s, 0.0))
+        out = S + s[..., None, None] * np.eye(2)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out = np.where(t[..., None, None] > 0, out / t[..., None, None], 0.0)
+        return out
+    lam, V = np.linalg.eigh(S)
+    return (V * np.sqrt(np.maximum(lam, 0.0))[..., None, :]) @ np.swapaxes(V, -1, -2)
 
 
 def w2_gaussian_squared(m1, S1, m2, S2) -> float:
@@ -317,7 +365,7 @@ def w2_gaussian_squared(m1, S1, m2, S2) -> float:
         - 2\big(\Sigma_1^{1/2}\Sigma_2\Sigma_1^{1/2}\big)^{1/2}\Big),
 
     which in one dimension is :math:`(m_1-m_2)^2 + (s_1-s_2)^2` with standard deviations
-    :math:`s_i`. Square roots of symmetric positive semi-definite matrices by eigendecomposition.
+    :math:`s_i`. Square roots of symmetric positive semi-definite matrices by :func:`psd_sqrt`.
 
     Evaluated without cancellation as a sum of squares: with :math:`A = \Sigma_1^{1/2}`,
     :math:`B = \Sigma_2^{1/2}` and the SVD :math:`A^\top B = U S V^\top`, the trace term equals
@@ -344,7 +392,7 @@ def w2_gaussian_squared(m1, S1, m2, S2) -> float:
     m2, S2 = _gaussian_args(m2, S2, "m2", "S2")
     if m1.size != m2.size:
         raise ValueError(f"m1 and m2 must have the same dimension, got {m1.size} and {m2.size}")
-    A, B = _psd_sqrt(S1), _psd_sqrt(S2)
+    A, B = psd_sqrt(S1), psd_sqrt(S2)
     U, _, Vt = np.linalg.svd(A.T @ B)
     D = A - B @ (Vt.T @ U.T)
     dm = m1 - m2

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import mflib.chaos as ch
-from mflib import activations, network, transport
+from mflib import activations, network
 
 
 # ----------------------------------------------------------------------------------------------
@@ -321,20 +321,6 @@ def test_field_value_errors():
         ch.field(np.zeros((2, 2)), X, y, weights=np.full(4, 0.3))
 
 
-def test_psd_sqrt():
-    rng = np.random.default_rng(16)
-    for p in (1, 2, 4):
-        A = rng.standard_normal((10, p, p))
-        S = A @ np.swapaxes(A, 1, 2)
-        R = ch.psd_sqrt(S)
-        np.testing.assert_allclose(R @ R, S, atol=1e-10)
-        np.testing.assert_allclose(R, np.swapaxes(R, 1, 2), atol=1e-12)
-    np.testing.assert_allclose(ch.psd_sqrt(np.zeros((3, 2, 2))), 0.0)
-    np.testing.assert_allclose(ch.psd_sqrt(np.diag([4.0, 0.0])), np.diag([2.0, 0.0]), atol=1e-15)
-    with pytest.raises(ValueError):
-        ch.psd_sqrt(np.zeros((2, 3)))
-
-
 # ----------------------------------------------------------------------------------------------
 # Synchronous coupling
 # ----------------------------------------------------------------------------------------------
@@ -409,17 +395,6 @@ def test_loglog_slope():
         ch.loglog_slope(N, -V, rng=np.random.default_rng(0))
     with pytest.raises(ValueError):
         ch.loglog_slope(N[:1], V[:1], rng=np.random.default_rng(0))
-
-
-def test_w2_coordinates():
-    rng = np.random.default_rng(21)
-    A = rng.standard_normal((40, 3))
-    np.testing.assert_allclose(ch.w2_coordinates(A, A + [1.0, -2.0, 0.0]), [1.0, 2.0, 0.0], atol=1e-12)
-    B = rng.standard_normal((25, 3))
-    w = ch.w2_coordinates(A, B)
-    np.testing.assert_allclose(w, [transport.w2_1d(A[:, j], B[:, j]) for j in range(3)])
-    with pytest.raises(ValueError):
-        ch.w2_coordinates(A, B[:, :2])
 
 
 def test_data_helpers():

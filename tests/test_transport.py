@@ -236,3 +236,34 @@ def test_w2_gaussian_close_covariances_no_cancellation(delta):
     S = X @ X.T + 0.1 * np.eye(5)
     w = mf.transport.w2_gaussian(np.zeros(5), S, np.zeros(5), S * (1 + delta) ** 2)
     assert w == pytest.approx(delta * np.sqrt(np.trace(S)), rel=1e-5)
+
+
+def test_psd_sqrt_closed_forms_and_eigh():
+    rng = np.random.default_rng(16)
+    for p in (1, 2, 4):
+        A = rng.standard_normal((10, p, p))
+        S = A @ np.swapaxes(A, 1, 2)
+        R = T.psd_sqrt(S)
+        np.testing.assert_allclose(R @ R, S, atol=1e-10)
+        np.testing.assert_allclose(R, np.swapaxes(R, 1, 2), atol=1e-12)
+    np.testing.assert_allclose(T.psd_sqrt(np.zeros((3, 2, 2))), 0.0)
+    np.testing.assert_allclose(T.psd_sqrt(np.diag([4.0, 0.0])), np.diag([2.0, 0.0]), atol=1e-15)
+    with pytest.raises(ValueError):
+        T.psd_sqrt(np.zeros((2, 3)))
+    # the 2 x 2 closed form agrees with the eigendecomposition (the route for p > 2)
+    A = rng.standard_normal((50, 2, 2))
+    S = A @ np.swapaxes(A, 1, 2)
+    lam, Q = np.linalg.eigh(S)
+    np.testing.assert_allclose(T.psd_sqrt(S), (Q * np.sqrt(lam)[:, None, :]) @ np.swapaxes(Q, 1, 2),
+                               atol=1e-12)
+
+
+def test_w2_coordinates():
+    rng = np.random.default_rng(21)
+    A = rng.standard_normal((40, 3))
+    np.testing.assert_allclose(T.w2_coordinates(A, A + [1.0, -2.0, 0.0]), [1.0, 2.0, 0.0], atol=1e-12)
+    B = rng.standard_normal((25, 3))
+    w = T.w2_coordinates(A, B)
+    np.testing.assert_allclose(w, [T.w2_1d(A[:, j], B[:, j]) for j in range(3)])
+    with pytest.raises(ValueError):
+        T.w2_coordinates(A, B[:, :2])
