@@ -52,15 +52,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import activations as _act
+from . import losses as _losses
 from . import progress as _progress
 from . import transport as _transport
 from .validation import as_array, check_int, check_real, check_rng
 
-LOSSES = ("squared", "cross_entropy")
-
 __all__ = [
     "Schedule", "time_step", "step_size", "n_steps",
-    "outputs", "loss_value", "loss_derivative", "empirical_risk", "grad_risk", "accuracy",
+    "outputs", "empirical_risk", "grad_risk",
     "sgd", "SGDRun", "field", "Field", "coupled", "Coupling",
     "digits_data", "synthetic_data", "loglog_slope",
 ]
@@ -176,14 +175,8 @@ def n_steps(T: float, N: int, gamma: float = 1.0, alpha: float = 0.0, beta: floa
 
 
 # ----------------------------------------------------------------------------------------------
-# Network, losses and gradients (vectorised over runs R, samples n, neurons N, outputs C)
+# Network, risk and gradients (vectorised over runs R, samples n, neurons N, outputs C)
 # ----------------------------------------------------------------------------------------------
-def _check_loss(loss):
-    if loss not in LOSSES:
-        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
-    return loss
-
-
 def _weights3(W, name="W", dtype=np.float64):
     """W as (R, N, p) and whether it had a run axis."""
     W = as_array(W, name, dtype=dtype)
@@ -201,25 +194,6 @@ def _n_out(p: int, d: int, name="W") -> int:
         raise ValueError(f"{name} has p = {p} coordinates per neuron, which is not a multiple of the "
                          f"input dimension d = {d} (p = C d with C outputs)")
     return p // d
-
-
-def _labels(y, n, loss, C, dtype=np.float64):
-    if loss == "cross_entropy":
-        y = np.asarray(y)
-        if y.shape != (n,) or not np.issubdtype(y.dtype, np.integer):
-            raise ValueError(f"y must be integer class labels of shape ({n},) for the cross-entropy loss, "
-                             f"got dtype {y.dtype} and shape {y.shape}")
-        if C < 2:
-            raise ValueError(f"the cross-entropy loss needs C >= 2 outputs (p = C d), got C = {C}")
-        if y.size and (y.min() < 0 or y.max() >= C):
-            raise ValueError(f"y must hold labels in [0, {C}), got range [{y.min()}, {y.max()}]")
-        return y.astype(np.int64)
-    y = as_array(y, "y", dtype=dtype)
-    if y.shape == (n,) and C == 1:
-        return y[:, None]
-    if y.shape != (n, C):
-        raise ValueError(f"y must have shape ({n},) for C = 1 or ({n}, {C}), got {y.shape}")
-    return y
 
 
 def _preact(X, W, C):
@@ -252,58 +226,6 @@ def outputs(X, W, activation="relu") -> np.ndarray:
     return f if batched else f[0]
 
 
-def _softmax(f):
-    z = f - f.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
-
-
-def _dloss(f, y, loss):
-    r""":math:`\partial_1\ell(f, y)` for outputs f (..., n, C)."""
-    if loss == "squared":
-        return 2.0 * (f - y)
-    G = _softmax(f)
-    np.put_along_axis(G, np.broadcast_to(y[..., None], G.shape[:-1] + (1,)),
-                      np.take_along_axis(G, np.broadcast_to(y[..., None], G.shape[:-1] + (1,)), -1) - 1.0,
-                      axis=-1)
-    return G
-
-
-def _loss(f, y, loss):
-    if loss == "squared":
-        return ((f - y) ** 2).sum(axis=-1)
-    z = f - f.max(axis=-1, keepdims=True)
-    lse = np.log(np.exp(z).sum(axis=-1))
-    yy = np.broadcast_to(y[..., None], f.shape[:-1] + (1,))
-    return lse - np.take_along_axis(z, yy, -1)[..., 0]
-
-
-def loss_value(f, y, loss: str = "squared") -> np.ndarray:
-    r"""The loss per sample: :math:`|f - y|^2` (squared) or :math:`-\log\operatorname{softmax}(f)_y`.
-
-    Parameters
-    ----------
-    f : array, shape (n, C)
-    y : array, shape (n,) or (n, C) (squared), integer labels (n,) (cross-entropy)
-    loss : {"squared", "cross_entropy"}
-
-    Returns
-    -------
-    array, shape (n,)
-    """
-    loss = _check_loss(loss)
-    f = as_array(f, "f", ndim=2)
-    return _loss(f, _labels(y, f.shape[0], loss, f.shape[1]), loss)
-
-
-def loss_derivative(f, y, loss: str = "squared") -> np.ndarray:
-    r""":math:`\partial_1\ell(f, y)`: :math:`2(f - y)` (squared) or
-    :math:`\operatorname{softmax}(f) - e_y` (cross-entropy); shape (n, C)."""
-    loss = _check_loss(loss)
-    f = as_array(f, "f", ndim=2)
-    return _dloss(f, _labels(y, f.shape[0], loss, f.shape[1]), loss)
-
-
 def _penalty_grad(penalty, W):
     if penalty is None:
         return None
@@ -327,7 +249,7 @@ def _grad_core(X, y, W, C, act, loss, N_eff, weights=None):
     """Gradient of the data term of R_hat^{N} w.r.t. each neuron, for X (R, n, d), W (R, N, p)."""
     H = _preact(X, W, C)                                   # (R, n, N, C)
     f = act.sigma(H).mean(axis=2)                          # (R, n, C)
-    G = _dloss(f, y, loss)                                 # (R, n, C)
+    G = _losses.derivative(f, y, loss)                     # (R, n, C)
     if weights is None:
         G = G / X.shape[1]
     else:
@@ -342,7 +264,7 @@ def _grad_independent(Xb, yb, W, C, act, loss):
     """Neuron k's gradient on its own batch Xb[:, k] (R, N, M, d), the network using all neurons."""
     R, N, M, d = Xb.shape
     f = act.sigma(_preact(Xb.reshape(R, N * M, d), W, C)).mean(axis=2)   # (R, N M, C)
-    G = _dloss(f.reshape(R, N, M, C), yb, loss) / M                        # (R, N, M, C)
+    G = _losses.derivative(f.reshape(R, N, M, C), yb, loss) / M            # (R, N, M, C)
     Hk = np.einsum("rkmd,rkcd->rkmc", Xb, W.reshape(R, N, C, d))           # own pre-activations
     A = act.dsigma(Hk) * G
     return np.einsum("rkmc,rkmd->rkcd", A, Xb).reshape(R, N, C * d) / N
@@ -358,15 +280,15 @@ def empirical_risk(X, y, W, loss: str = "squared", activation="relu", penalty=No
 
     Returns a float for W (N, p) and an array (R,) for W (R, N, p).
     """
-    loss = _check_loss(loss)
+    loss = _losses.check_loss(loss)
     act = _act.get(activation)
     X = as_array(X, "X", ndim=2)
     W3, batched = _weights3(W)
     C = _n_out(W3.shape[2], X.shape[1])
-    y = _labels(y, X.shape[0], loss, C)
+    y = _losses.check_targets(y, X.shape[0], loss, C)
     w = _data_weights(weights, X.shape[0])
     f = act.sigma(_preact(X[None], W3, C)).mean(axis=2)
-    r = (_loss(f, y, loss) * w).sum(axis=-1)
+    r = (_losses.per_sample(f, y, loss) * w).sum(axis=-1)
     if callable(penalty):
         raise ValueError("empirical_risk needs a ridge coefficient (float) as penalty, not a callable")
     lam = _check_penalty(penalty)
@@ -388,27 +310,18 @@ def grad_risk(X, y, W, loss: str = "squared", activation="relu", penalty=None,
     computed as one batched matrix product. Multiplying by :math:`-N` gives the mean field
     :math:`h(w^k, \nu^N)` when :math:`\pi` is the data distribution (see :func:`field`).
     """
-    loss = _check_loss(loss)
+    loss = _losses.check_loss(loss)
     act = _act.get(activation)
     X = as_array(X, "X", ndim=2)
     W3, batched = _weights3(W)
     C = _n_out(W3.shape[2], X.shape[1])
-    y = _labels(y, X.shape[0], loss, C)
+    y = _losses.check_targets(y, X.shape[0], loss, C)
     w = _data_weights(weights, X.shape[0])
     g, _ = _grad_core(X[None], y, W3, C, act, loss, W3.shape[1], weights=w)
     gv = _penalty_grad(_check_penalty(penalty), W3)
     if gv is not None:
         g = g + gv / W3.shape[1]
     return g if batched else g[0]
-
-
-def accuracy(X, y, W, activation="relu") -> np.ndarray | float:
-    r"""Fraction of rows of ``X`` whose largest output :math:`\arg\max_c f_N(x)_c` equals the label."""
-    f = outputs(X, W, activation)
-    y = np.asarray(y)
-    if y.shape != (np.shape(X)[0],):
-        raise ValueError(f"y must have shape ({np.shape(X)[0]},), got {y.shape}")
-    return (f.argmax(axis=-1) == y).mean(axis=-1)
 
 
 def _data_weights(weights, n):
@@ -504,7 +417,7 @@ def sgd(W0, X, y, *, gamma: float = 1.0, alpha: float = 0.0, beta: float = 0.0, 
     -------
     SGDRun
     """
-    loss = _check_loss(loss)
+    loss = _losses.check_loss(loss)
     act = _act.get(activation)
     rng = check_rng(rng)
     X = as_array(X, "X", ndim=2).astype(dtype)
@@ -514,7 +427,7 @@ def sgd(W0, X, y, *, gamma: float = 1.0, alpha: float = 0.0, beta: float = 0.0, 
     if n == 0:
         raise ValueError("X must hold at least one data point")
     C = _n_out(W.shape[2], d, "W0")
-    y = _labels(y, n, loss, C, dtype)
+    y = _losses.check_targets(y, n, loss, C, dtype)
     n_copies = check_int(n_copies, "n_copies", minimum=1)
     if independent and n_copies > 1:
         raise ValueError("independent=True gives each neuron its own batch, so copies would not stay "
@@ -591,7 +504,7 @@ def _field_packed(W, starts, sizes, block, X, y, w, C, act, loss, penalty, unbia
     H = (W.reshape(P * C, d) @ X.T).reshape(P, C, n)
     S = act.sigma(H)
     f = np.add.reduceat(S, starts, axis=0) / sizes[:, None, None]              # (B, C, n)
-    G = _dloss(f.transpose(0, 2, 1), y, loss).transpose(0, 2, 1)               # (B, C, n)
+    G = _losses.derivative(f.transpose(0, 2, 1), y, loss).transpose(0, 2, 1)   # (B, C, n)
     if act is _act.tanh:                     # tanh' = 1 - tanh^2 spares a transcendental
         A = 1.0 - S * S
     else:
@@ -648,13 +561,13 @@ def field(W, X, y, measure=None, weights=None, loss: str = "squared", activation
     Memory is :math:`O(P n p)`: meant for small :math:`p` (the low-dimensional problems whose
     limits are simulated), not for images.
     """
-    loss = _check_loss(loss)
+    loss = _losses.check_loss(loss)
     act = _act.get(activation)
     X = as_array(X, "X", ndim=2)
     W = as_array(W, "W", ndim=2)
     n, d = X.shape
     C = _n_out(W.shape[1], d)
-    y = _labels(y, n, loss, C)
+    y = _losses.check_targets(y, n, loss, C)
     mu = W if measure is None else as_array(measure, "measure", ndim=2)
     if mu.shape[1] != W.shape[1] or mu.shape[0] == 0:
         raise ValueError(f"measure must have shape (L, {W.shape[1]}) with L >= 1, got {mu.shape}")
@@ -756,7 +669,7 @@ def coupled(W0, Ns, runs: int, X, y, *, gamma: float = 1.0, alpha: float = 0.0, 
     -------
     Coupling
     """
-    loss = _check_loss(loss)
+    loss = _losses.check_loss(loss)
     act = _act.get(activation)
     rng = check_rng(rng)
     X = as_array(X, "X", ndim=2)
@@ -764,7 +677,7 @@ def coupled(W0, Ns, runs: int, X, y, *, gamma: float = 1.0, alpha: float = 0.0, 
     n, d = X.shape
     L, p = W0.shape
     C = _n_out(p, d, "W0")
-    y = _labels(y, n, loss, C)
+    y = _losses.check_targets(y, n, loss, C)
     w = _data_weights(weights, n)
     Ns = np.array([check_int(int(N) if isinstance(N, np.integer) else N, "Ns[i]", minimum=1)
                    for N in np.atleast_1d(Ns)], dtype=np.int64)
