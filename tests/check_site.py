@@ -3,10 +3,16 @@
 Usage: python tests/check_site.py _build/html [--screenshots DIR]
 
 For every page built from _toc.yml (plus the search page), served over HTTP on localhost:
-  * the page loads without JavaScript errors and without any request leaving localhost (MathJax,
-    require.js and the ipywidgets embed manager must be served from the build: no CDN);
+  * the page loads without JavaScript errors, without any console message of level error, without
+    any failed request (HTTP status >= 400, or a request that failed outright; the page's icon is
+    fetched too) and without any request leaving localhost (MathJax, require.js and the ipywidgets
+    embed manager must be served from the build: no CDN);
   * its math is typeset by MathJax (mjx-container elements; no raw $$, \\[ or \\( left in the text);
   * every figure image is present, decodes (naturalWidth > 0) and its file is non-empty;
+  * nothing is cut at the column's edge in a 1280-pixel-wide window: no formula (display or inline)
+    wider than what its box shows (the theme clips div.math and scrolls mjx-container), no image or
+    table wider than the column, no line of a code cell or code block longer than the column shows
+    (a pre whose scrollWidth exceeds its clientWidth; outputs are not checked);
   * every internal link points to an existing page and, if it has one, an existing anchor;
   * no Sphinx error boxes or "undefined label"/unresolved-citation text;
   * embedded widgets render (where a page has widget state);
@@ -90,6 +96,96 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+# What a reader cannot see whole at 1280 px in the article (the column between the navigation and the
+# page's contents): formulas, images and tables reaching past the column or past a box that clips or
+# scrolls them (the theme sets overflow hidden on div.math and span.math, auto on mjx-container and on
+# the table wrapper), and code whose lines are longer than its pre.
+JS_CLIPPED = r"""
+() => {
+  const column = document.querySelector('article.bd-article, main') || document.body;
+  const colBox = column.getBoundingClientRect(), colStyle = getComputedStyle(column);
+  const colL = colBox.left + parseFloat(colStyle.paddingLeft);
+  const colR = colBox.right - parseFloat(colStyle.paddingRight);
+  const shown = el => el.getClientRects().length > 0;
+  function visible(el) {            // horizontal interval in which el can be seen without scrolling
+    let l = colL, r = colR;
+    if (el.closest('.margin, aside, .sidebar')) { l = -Infinity; r = Infinity; }   // margin notes sit outside
+    for (let a = el.parentElement; a && a !== column && a !== document.body; a = a.parentElement) {
+      if (getComputedStyle(a).overflowX !== 'visible') {
+        const b = a.getBoundingClientRect();
+        l = Math.max(l, b.left + a.clientLeft); r = Math.min(r, b.left + a.clientLeft + a.clientWidth);
+      }
+    }
+    return [l, r];
+  }
+  const cut = (box, [l, r]) => box.width > 0 && (box.right > r + 1 || box.left < l - 1);
+  const out = [];
+  const wideTables = [];
+  for (const t of column.querySelectorAll('table')) {
+    if (!shown(t)) continue;
+    const b = t.getBoundingClientRect(), v = visible(t);
+    if (cut(b, v)) {
+      wideTables.push(t);
+      out.push({kind: 'table', width: b.width, shows: v[1] - v[0],
+                what: (t.querySelector('tr') || t).innerText.replace(/\s+/g, ' ').trim().slice(0, 60)});
+    }
+  }
+  const inWideTable = el => wideTables.some(t => t.contains(el));
+  const md = window.MathJax && MathJax.startup && MathJax.startup.document;
+  const tex = new Map(md ? md.getMathItemsWithin(column).map(m => [m.typesetRoot, m.math]) : []);
+  for (const c of column.querySelectorAll('mjx-container')) {
+    const m = c.querySelector('mjx-math');
+    if (!m || !shown(m) || inWideTable(c)) continue;
+    const range = document.createRange();          // the glyphs' extent, even past a 100%-wide box
+    range.selectNodeContents(m);
+    const b = range.getBoundingClientRect(), v = visible(m);
+    if (cut(b, v)) out.push({kind: c.getAttribute('display') === 'true' ? 'display math' : 'inline math',
+        width: b.width, shows: v[1] - v[0], what: (tex.get(c) || c.textContent).replace(/\s+/g, ' ').trim()});
+  }
+  for (const img of column.querySelectorAll('img')) {
+    if (!shown(img) || inWideTable(img)) continue;
+    const b = img.getBoundingClientRect(), v = visible(img);
+    if (cut(b, v)) {
+      out.push({kind: 'image', width: b.width, shows: v[1] - v[0], what: img.getAttribute('src') || ''});
+    }
+  }
+  const ctx = document.createElement('canvas').getContext('2d');
+  for (const pre of column.querySelectorAll('pre')) {
+    if (!shown(pre) || pre.closest('.cell_output, .output')) continue;
+    if (pre.scrollWidth <= pre.clientWidth + 1) continue;
+    const st = getComputedStyle(pre);
+    ctx.font = `${st.fontStyle} ${st.fontWeight} ${st.fontSize} ${st.fontFamily}`;
+    const room = pre.clientWidth - parseFloat(st.paddingLeft) - parseFloat(st.paddingRight);
+    const lines = pre.textContent.replace(/\n$/, '').split('\n');
+    const long = lines.filter(t => ctx.measureText(t.replace(/\t/g, '    ')).width > room + 1);
+    out.push({kind: pre.closest('.cell_input') ? 'code cell' : 'code block', width: pre.scrollWidth,
+              shows: pre.clientWidth, fit: Math.floor(room / ctx.measureText('0').width),
+              lines: long.length, what: (long[0] || lines[0]).trim(), len: (long[0] || lines[0]).length});
+  }
+  return out;
+}
+"""
+
+
+def describe_clipped(c: dict) -> str:
+    w, shows = round(c["width"]), round(c["shows"])
+    what = c["what"] if len(c["what"]) <= 90 else c["what"][:87] + "..."
+    if c["kind"] in ("code cell", "code block"):
+        return (f"{c['kind']} wider than the column ({c['fit']} characters fit): {c['lines']} line(s)"
+                f" too long, e.g. {what!r} ({c['len']} characters)")
+    verb = "wider than the column, scrolls" if c["kind"] == "table" else "clipped"
+    return f"{c['kind']} {verb} ({w} px, {shows} px visible): {what}"
+
+
+# A browser asks for the page's icon (or /favicon.ico) on its own. Under Playwright that request is
+# neither made nor shown, and a fetch of a path ending in favicon.ico fails outright, so the page
+# fetches its icon with a query string (the server ignores it): a 404 reaches the response listener.
+FETCH_ICON = """
+() => { const l = document.querySelector('link[rel~="icon"]');
+        const u = new URL(l ? l.href : '/favicon.ico', document.baseURI);
+        u.searchParams.set('check', 'icon');
+        return fetch(u).then(() => true, () => true); }
+"""
 WIDGETS_RENDERED = "document.querySelectorAll('.jupyter-widgets, .widget-output, .lm-Widget').length > 0"
 JS_PAGE_FACTS = r"""
 () => {
@@ -116,6 +212,45 @@ JS_PAGE_FACTS = r"""
   };
 }
 """
+
+
+def watch(page) -> dict[str, list]:
+    """Record what a reader's browser console would show while the page loads and runs."""
+    log: dict[str, list] = {"pageerror": [], "console": [], "status": [], "failed": []}
+    page.on("pageerror", lambda e: log["pageerror"].append(str(e)[:200]))
+    page.on("console", lambda m: m.type in ("error", "assert") and log["console"].append(
+        (m.text[:200], m.location.get("url", ""), m.location.get("lineNumber", 0))))
+    page.on("response", lambda r: r.status >= 400 and log["status"].append((r.status, r.url)))
+    page.on("requestfailed", lambda r: log["failed"].append((r.failure or "failed", r.url)))
+    return log
+
+
+def load_problems(log: dict[str, list], external: list[str], base: str) -> list[str]:
+    """One line per defect: an HTTP error or failed request is named once, not again by the console."""
+    def short(url: str) -> str:
+        return url.removeprefix(base) or "/"
+
+    problems = [f"JavaScript error: {e}" for e in log["pageerror"]]
+    problems += [f"request left localhost: {u}" for u in sorted(set(external))]
+    named = set(external)
+    for status, url in log["status"]:
+        if url not in named:
+            named.add(url)
+            problems.append(f"HTTP {status}: {short(url)}")
+    for failure, url in log["failed"]:
+        if url not in named:
+            named.add(url)
+            problems.append(f"request failed ({failure}): {short(url)}")
+    for text, url, line in log["console"]:
+        if text.startswith("Failed to load resource") and url in named:
+            continue
+        if text.startswith("Failed to load resource") and url:
+            named.add(url)   # seen by the console only (the favicon request, for one)
+            problems.append(f"console error: {text} ({short(url)})")
+            continue
+        where = f" ({short(url)}:{line})" if url else ""
+        problems.append(f"console error: {text}{where}")
+    return problems
 
 
 def main() -> int:
@@ -161,8 +296,7 @@ def main() -> int:
             problems = check_links(site, page_name)
             page = ctx.new_page()
             page.set_default_timeout(args.timeout * 1000)
-            js_errors: list[str] = []
-            page.on("pageerror", lambda e, js_errors=js_errors: js_errors.append(str(e)[:200]))
+            log = watch(page)
             external.clear()
             resp = page.goto(urljoin(base, page_name), wait_until="load")
             if resp is None or resp.status != 200:
@@ -191,14 +325,16 @@ def main() -> int:
                     problems.append(f"image {img['src']!r} did not load")
                 elif not img["src"].startswith("data:") and (not f.exists() or f.stat().st_size == 0):
                     problems.append(f"image file {img['src']!r} missing or empty")
+            page.evaluate("document.fonts.ready.then(() => true)")   # widths with the final fonts
+            page.evaluate(FETCH_ICON)
+            problems += [describe_clipped(c) for c in page.evaluate(JS_CLIPPED)]
             for e in facts["errors"]:
                 problems.append(f"Sphinx error box: {e!r}")
             if facts["undefinedText"]:
                 problems.append("text 'undefined label' / unresolved citation on the page")
-            problems += [f"JavaScript error: {e}" for e in js_errors]
-            problems += [f"request left localhost: {u}" for u in sorted(set(external))]
             shot = args.screenshots / (page_name.replace("/", "_").removesuffix(".html") + ".png")
             page.screenshot(path=str(shot), full_page=True)
+            problems += load_problems(log, external, base)
             n_img = len(facts["imgs"])
             status = "ok" if not problems else "FAIL"
             print(f"  {status:4} {page_name:32} math={facts['mjx']:4d} figures={n_img:2d} "
@@ -207,6 +343,8 @@ def main() -> int:
             page.close()
         # Search: a student looks up the central object of chapter 5.
         page = ctx.new_page()
+        log = watch(page)
+        external.clear()
         page.goto(urljoin(base, "search.html?q=Wasserstein"), wait_until="load")
         corpus = " ".join((site / p).read_text(errors="replace") for p in pages)
         try:
@@ -220,6 +358,7 @@ def main() -> int:
             else:
                 print("  --   search: no page mentions 'Wasserstein' yet")
         page.screenshot(path=str(args.screenshots / "search.png"), full_page=True)
+        failures += [f"search.html: {p}" for p in load_problems(log, external, base)]
         browser.close()
     httpd.shutdown()
     print(f"check_site: {len(pages)} pages in {time.time() - t0:.1f}s, screenshots in {args.screenshots}")
