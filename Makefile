@@ -13,7 +13,7 @@ export MFLIB_PROGRESS := 0
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: book test lab bench notebooks pytest nbval html sitecheck lint venv vendor chromium clean
+.PHONY: book test lab bench notebooks pytest nbval html sitecheck labcheck lint venv vendor chromium clean
 
 $(STAMP): requirements.txt pyproject.toml
 	@echo "== creating $(VENV) from requirements.txt"
@@ -47,8 +47,9 @@ test: venv vendor chromium
 	run nbval  $(MAKE) --no-print-directory nbval
 	run html   $(MAKE) --no-print-directory html
 	run site   $(MAKE) --no-print-directory sitecheck
+	run lab    $(MAKE) --no-print-directory labcheck
 	echo "== make test passed; seconds per part:"
-	for k in lint pytest nbval html site; do printf '   %-7s %5ss\n' $$k $${took[$$k]}; done
+	for k in lint pytest nbval html site lab; do printf '   %-7s %5ss\n' $$k $${took[$$k]}; done
 	echo "   total   $$(( $$(date +%s) - t0 ))s"
 
 lint: venv
@@ -71,6 +72,10 @@ html: venv vendor
 
 sitecheck: venv chromium
 	timeout 600 $(BIN)/python tests/check_site.py _build/html --screenshots _build/screenshots
+
+## JupyterLab as `make lab` serves it (trusted chapters, jupyterlab-myst), read in headless Chromium
+labcheck: venv chromium
+	timeout 180 $(BIN)/python tests/check_lab.py book/03_statics.ipynb --screenshots _build/screenshots
 
 ## make notebooks: re-execute the notebooks in place (authors: after changing mflib or a chapter)
 notebooks: venv
