@@ -46,7 +46,6 @@ there is no Python loop over particles. W2 distances come from :mod:`mflib.trans
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -61,7 +60,7 @@ __all__ = [
     "Schedule", "time_step", "step_size", "n_steps",
     "outputs", "empirical_risk", "grad_risk",
     "sgd", "SGDRun", "field", "Field", "coupled", "Coupling",
-    "digits_data", "synthetic_data", "loglog_slope",
+    "loglog_slope",
 ]
 
 def _one_blas_thread():
@@ -749,47 +748,6 @@ def coupled(W0, Ns, runs: int, X, y, *, gamma: float = 1.0, alpha: float = 0.0, 
 # ----------------------------------------------------------------------------------------------
 # Data and analysis helpers
 # ----------------------------------------------------------------------------------------------
-def synthetic_data(n: int = 32, target: Callable | None = None):
-    r"""A one-dimensional regression problem with a bias coordinate, for :math:`p = 2` particles.
-
-    :math:`x_i` equally spaced in :math:`[-2, 2]`, augmented to :math:`\tilde x_i = (x_i, 1)`, so
-    that :math:`F(w, \tilde x) = \sigma(w_1 x + w_2)`; targets :math:`y_i = \tfrac12\sin(\pi x_i/2)`
-    unless ``target`` is given. :math:`\pi` is the uniform measure on the ``n`` points.
-
-    Returns
-    -------
-    X : array (n, 2), y : array (n,)
-    """
-    n = check_int(n, "n", minimum=2)
-    x = np.linspace(-2.0, 2.0, n)
-    y = 0.5 * np.sin(np.pi * x / 2) if target is None else np.asarray(target(x), dtype=float)
-    return np.column_stack([x, np.ones(n)]), y
-
-
-def digits_data(test_size: float = 0.2, rng: np.random.Generator | None = None):
-    r"""scikit-learn's bundled handwritten digits (1797 images, 8x8, 10 classes), split and scaled.
-
-    Stands in for MNIST (no download). Pixels (0..16) are normalised with the mean and standard
-    deviation of all training pixels, like torchvision's MNIST normalisation, so a pixel that is
-    blank in every image becomes a constant negative input that acts as a bias.
-
-    Returns
-    -------
-    X_train (n_tr, 64), y_train (n_tr,), X_test (n_te, 64), y_test (n_te,)
-    """
-    from sklearn.datasets import load_digits
-
-    test_size = check_real(test_size, "test_size", low=0.0, high=1.0, low_open=True, high_open=True)
-    rng = check_rng(rng)
-    data = load_digits()
-    X, y = data.data.astype(float), data.target.astype(np.int64)
-    perm = rng.permutation(y.size)
-    n_te = int(round(test_size * y.size))
-    te, tr = perm[:n_te], perm[n_te:]
-    mean, std = X[tr].mean(), X[tr].std()
-    return (X[tr] - mean) / std, y[tr], (X[te] - mean) / std, y[te]
-
-
 def loglog_slope(N, values, n_boot: int = 2000, rng: np.random.Generator | None = None):
     r"""Least-squares slope of :math:`\log \bar v(N)` against :math:`\log N`, with a bootstrap error.
 

@@ -66,6 +66,7 @@ from scipy.linalg import cho_solve as _cho_solve
 from scipy.special import exprel as _exprel
 
 from . import activations as _act
+from . import datasets as _datasets
 from . import fitting as _fitting
 from . import kernels as _kernels
 from . import network as _net
@@ -803,7 +804,7 @@ def generalisation_curve(link, d: int, ns, N: int = 128, ds: float = 1.0, steps:
     seeds = check_int(seeds, "seeds", minimum=1)
     u = np.zeros(d)
     u[0] = 1.0
-    Xt = sphere(n_test, d, np.random.default_rng([seed, 0]))
+    Xt = _datasets.sphere(n_test, d, np.random.default_rng([seed, 0]))
     yt = link(np.sqrt(d) * Xt @ u)
     norm = float(yt @ yt)
     err_mf, err_k, align, err_tr = (np.zeros((ns.size, seeds)) for _ in range(4))
@@ -817,7 +818,7 @@ def generalisation_curve(link, d: int, ns, N: int = 128, ds: float = 1.0, steps:
         for i, n in enumerate(ns):
             for j in range(seeds):
                 rng = np.random.default_rng([seed, 1, int(n), j])
-                X = sphere(int(n), d, rng)
+                X = _datasets.sphere(int(n), d, rng)
                 y = link(np.sqrt(d) * X @ u)
                 f = ntk_predictor(X, y, Xt)
                 err_k[i, j] = float((f - yt) @ (f - yt)) / norm
@@ -913,25 +914,6 @@ def width_condition(n: int, d: int, lambda_S: float, R0: float, delta: float = 0
     return WidthCondition(N_min=float(N), terms=(float(t1), float(t2), float(t3)), C_d=Cd)
 
 
-def sphere(n: int, d: int, rng: np.random.Generator) -> np.ndarray:
-    """``n`` points uniform on the unit sphere of :math:`\\mathbb R^d`, shape ``(n, d)``."""
-    n = check_int(n, "n", minimum=1)
-    d = check_int(d, "d", minimum=1)
-    G = check_rng(rng).standard_normal((n, d))
-    return G / np.linalg.norm(G, axis=1, keepdims=True)
-
-
-def lifted_circle(phi) -> np.ndarray:
-    r"""Points of the unit circle lifted to the unit sphere of :math:`\mathbb R^3`,
-    :math:`x = (\cos\varphi, \sin\varphi, 1)/\sqrt2`, shape ``(n, 3)``.
-
-    The constant coordinate plays the role of a bias: no two such points are parallel or
-    antiparallel, so the ReLU Gram matrices are positive definite (Du et al. 2019).
-    """
-    phi = as_array(phi, "phi", ndim=1)
-    return np.stack([np.cos(phi), np.sin(phi), np.ones_like(phi)], axis=1) / np.sqrt(2.0)
-
-
 def loglog_slope(x, y) -> tuple[float, float]:
     r"""Least-squares slope of :math:`\log y` against :math:`\log x` and its standard error
     (needs at least 3 points; all values > 0): :func:`mflib.fitting.loglog_slope`."""
@@ -940,6 +922,6 @@ def loglog_slope(x, y) -> tuple[float, float]:
 
 __all__ = ["DivergenceError", "EmpiricalNTK", "Generalisation", "LambdaMin", "Linearised", "Run",
            "WidthCondition", "WidthSweep", "empirical_ntk", "gamma", "generalisation_curve", "init",
-           "jacobian", "l1_moment", "lambda_min", "lambda_min_fluctuations", "lifted_circle",
+           "jacobian", "l1_moment", "lambda_min", "lambda_min_fluctuations",
            "limit_kernel", "linearised", "loglog_slope", "ntk_predictor", "output", "plot_neurons", "risk",
-           "sphere", "sweep_widths", "time_factor", "train", "width_condition"]
+           "sweep_widths", "time_factor", "train", "width_condition"]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import mflib.chaos as ch
-from mflib import activations, network
+from mflib import activations, datasets, network
 
 
 # ----------------------------------------------------------------------------------------------
@@ -140,7 +140,7 @@ def test_translation_to_design_conventions():
 
 def test_sgd_n_copies_equals_explicit_copies():
     rng = np.random.default_rng(4)
-    X, y = ch.synthetic_data(16)
+    X, y = datasets.synthetic_1d(16)
     W0 = 0.5 * rng.standard_normal((2, 3, 2))               # R = 2 runs, 3 distinct neurons
     a = ch.sgd(W0, X, y, beta=0.5, M=2, T=0.5, n_copies=4, activation="tanh", rng=np.random.default_rng(5))
     b = ch.sgd(np.repeat(W0, 4, axis=1), X, y, beta=0.5, M=2, T=0.5, activation="tanh",
@@ -150,7 +150,7 @@ def test_sgd_n_copies_equals_explicit_copies():
 
 
 def test_sgd_independent_batches():
-    X, y = ch.synthetic_data(16)
+    X, y = datasets.synthetic_1d(16)
     rng = np.random.default_rng(6)
     # one neuron: its own batch is the batch, so the ablation coincides with SGD
     W0 = rng.standard_normal((3, 1, 2))
@@ -171,7 +171,7 @@ def test_sgd_independent_batches():
 
 
 def test_sgd_same_seed_same_output_and_records():
-    X, y = ch.synthetic_data(8)
+    X, y = datasets.synthetic_1d(8)
     W0 = np.random.default_rng(8).standard_normal((5, 2))
     kw = dict(beta=0.75, M=2, T=5.0, activation="tanh", record_every=3, average_from=2)
     a = ch.sgd(W0, X, y, rng=np.random.default_rng(9), **kw)
@@ -187,7 +187,7 @@ def test_sgd_same_seed_same_output_and_records():
 
 
 def test_sgd_average_is_the_mean_of_iterates():
-    X, y = ch.synthetic_data(8)
+    X, y = datasets.synthetic_1d(8)
     W0 = np.random.default_rng(11).standard_normal((3, 2))
     r = ch.sgd(W0, X, y, steps=6, M=2, record_every=1, average_from=2, activation="tanh",
                rng=np.random.default_rng(12))
@@ -195,7 +195,7 @@ def test_sgd_average_is_the_mean_of_iterates():
 
 
 def test_sgd_value_errors():
-    X, y = ch.synthetic_data(8)
+    X, y = datasets.synthetic_1d(8)
     W0 = np.zeros((3, 2))
     rng = np.random.default_rng(0)
     for kw in [dict(alpha=1.2), dict(alpha=-0.5), dict(beta=1.5), dict(beta=-1.0), dict(M=0),
@@ -222,7 +222,7 @@ def test_sgd_value_errors():
 # Two regimes: spread across independent runs (all neurons started at the same w0)
 # ----------------------------------------------------------------------------------------------
 def _spread(beta, N, seed, runs=200):
-    X, y = ch.synthetic_data(16)
+    X, y = datasets.synthetic_1d(16)
     W0 = np.tile(np.array([0.3, -0.2]), (runs, 1, 1))          # (runs, 1, 2): one distinct neuron
     r = ch.sgd(W0, X, y, beta=beta, M=1, T=1.0, n_copies=N, activation="tanh",
                rng=np.random.default_rng(seed))
@@ -295,7 +295,7 @@ def test_sigma_estimate_linear_gaussian():
 
 
 def test_field_value_errors():
-    X, y = ch.synthetic_data(4)
+    X, y = datasets.synthetic_1d(4)
     with pytest.raises(ValueError):
         ch.field(np.zeros((2, 2)), X[:1], y[:1])                  # one sample cannot estimate Sigma
     with pytest.raises(ValueError):
@@ -308,7 +308,7 @@ def test_field_value_errors():
 # Synchronous coupling
 # ----------------------------------------------------------------------------------------------
 def _coupling(beta, **kw):
-    X, y = ch.synthetic_data(16)
+    X, y = datasets.synthetic_1d(16)
     W0 = 0.3 * np.random.default_rng(17).standard_normal((2048, 2))
     args = dict(gamma=1.0, beta=beta, M=1, T=1.0, dt=0.05, rng=np.random.default_rng(18)) | kw
     return ch.coupled(W0, [8, 128], 8, X, y, **args)
@@ -328,7 +328,7 @@ def test_coupling_distance_decreases_in_N(beta, ratio):
 def test_coupling_full_size_system_is_its_own_limit():
     # A system made of all L limit particles has the same measure and (beta = 1, or no noise) the same
     # noise amplitude as the limit, so it must coincide with it exactly.
-    X, y = ch.synthetic_data(8)
+    X, y = datasets.synthetic_1d(8)
     W0 = 0.3 * np.random.default_rng(19).standard_normal((64, 2))
     for kw in (dict(beta=1.0), dict(beta=0.5, noise=False)):
         c = ch.coupled(W0, [64], 1, X, y, T=0.5, dt=0.05, rng=np.random.default_rng(20), **kw)
@@ -349,7 +349,7 @@ def test_coupling_noise_amplitude_and_batches():
 
 
 def test_coupling_value_errors():
-    X, y = ch.synthetic_data(8)
+    X, y = datasets.synthetic_1d(8)
     W0 = np.zeros((32, 2))
     rng = np.random.default_rng(0)
     with pytest.raises(ValueError):
@@ -378,18 +378,3 @@ def test_loglog_slope():
         ch.loglog_slope(N, -V, rng=np.random.default_rng(0))
     with pytest.raises(ValueError):
         ch.loglog_slope(N[:1], V[:1], rng=np.random.default_rng(0))
-
-
-def test_data_helpers():
-    Xtr, ytr, Xte, yte = ch.digits_data(rng=np.random.default_rng(0))
-    assert Xtr.shape == (1438, 64) and Xte.shape == (359, 64)
-    assert abs(Xtr.mean()) < 1e-12 and Xtr.std() == pytest.approx(1.0)
-    assert set(np.unique(ytr)) == set(range(10))
-    assert np.ptp(Xtr[:, 0]) == 0.0 and Xtr[0, 0] < 0        # the blank corner pixel acts as a bias
-    Xtr2, *_ = ch.digits_data(rng=np.random.default_rng(0))
-    np.testing.assert_array_equal(Xtr, Xtr2)
-    X, y = ch.synthetic_data(5)
-    np.testing.assert_allclose(X[:, 1], 1.0)
-    np.testing.assert_allclose(y, 0.5 * np.sin(np.pi * np.linspace(-2, 2, 5) / 2))
-    with pytest.raises(ValueError):
-        ch.digits_data(test_size=1.0, rng=np.random.default_rng(0))

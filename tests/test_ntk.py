@@ -7,7 +7,7 @@ import pytest
 from scipy.integrate import solve_ivp
 
 import mflib as mf
-from mflib import ntk
+from mflib import datasets, ntk
 
 SIGMAS = 5.0
 
@@ -78,7 +78,7 @@ def test_empirical_ntk_is_the_lecture_gram_matrix():
 def test_empirical_ntk_converges_to_limit_kernel(trained):
     """Entrywise Monte Carlo check of the infinite-width Gram matrix with N = 1e6 neurons."""
     rng = np.random.default_rng(3)
-    X = mf.ntk.sphere(5, 4, rng)
+    X = datasets.sphere(5, 4, rng)
     N = 1_000_000
     a, W = ntk.init(N, 4, rng)
     H = X @ W.T
@@ -220,8 +220,8 @@ def test_linearised_model_in_parameter_space():
 
 def test_predictor_interpolates_and_is_the_long_time_limit():
     rng = np.random.default_rng(2)
-    X = ntk.sphere(12, 5, rng)
-    Xt = ntk.sphere(4, 5, rng)
+    X = datasets.sphere(12, 5, rng)
+    Xt = datasets.sphere(4, 5, rng)
     y = rng.standard_normal(12)
     for trained in ("a_bar", "a"):
         assert np.allclose(ntk.ntk_predictor(X, y, X, trained=trained), y, atol=1e-8)
@@ -247,7 +247,7 @@ def test_symmetric_init_and_seeds():
 
 def _circle(n=20):
     phi = 2 * np.pi * (np.arange(n) + 0.5) / n
-    return ntk.lifted_circle(phi), np.sin(2 * phi)
+    return datasets.lifted_circle(phi), np.sin(2 * phi)
 
 
 def test_lazy_versus_mean_field_width_scaling():
@@ -308,10 +308,6 @@ def test_helpers():
     x = np.array([1.0, 10.0, 100.0, 1000.0])
     slope, se = ntk.loglog_slope(x, 3.0 * x**-0.5)
     assert slope == pytest.approx(-0.5) and se < 1e-12
-    P = ntk.lifted_circle(np.linspace(0, 6, 9))
-    assert P.shape == (9, 3) and np.allclose(np.linalg.norm(P, axis=1), 1.0)
-    S = ntk.sphere(7, 4, np.random.default_rng(0))
-    assert S.shape == (7, 4) and np.allclose(np.linalg.norm(S, axis=1), 1.0)
     assert mf.ntk is ntk
 
 
@@ -378,10 +374,6 @@ def test_errors():
         ntk.width_condition(10, 2, 0.0, 0.5)
     with pytest.raises(ValueError, match="at least 3 points"):
         ntk.loglog_slope([1.0, 2.0], [1.0, 2.0])
-    with pytest.raises(ValueError, match="phi must be a 1-D"):
-        ntk.lifted_circle(np.ones((2, 2)))
-    with pytest.raises(ValueError, match="n must be >= 1"):
-        ntk.sphere(0, 3, np.random.default_rng(0))
 
 
 def test_sweep_widths_summarises_train():
@@ -408,7 +400,7 @@ def test_sweep_widths_summarises_train():
 
 
 def test_lambda_min_fluctuations():
-    X = ntk.sphere(8, 4, np.random.default_rng(0))
+    X = datasets.sphere(8, 4, np.random.default_rng(0))
     L = ntk.lambda_min_fluctuations(X, [4, 50, 2000], draws=10, seed=1)
     assert L.lam_S == pytest.approx(ntk.lambda_min(mf.kernels.relu_kernel(X)))
     assert L.bias[0] == pytest.approx(-L.lam_S) and L.std[0] < 1e-12 * L.lam_S   # rank <= N < n
@@ -438,8 +430,8 @@ def test_generalisation_curve():
     assert np.all(G.mean_field > 0) and np.all(G.ntk > 0) and np.all((G.alignment > 0) & (G.alignment <= 1))
     # the NTK entry is the kernel predictor on the same data
     rng = np.random.default_rng([2, 1, 8, 0])
-    X = ntk.sphere(8, 4, rng)
-    Xt = ntk.sphere(50, 4, np.random.default_rng([2, 0]))
+    X = datasets.sphere(8, 4, rng)
+    Xt = datasets.sphere(50, 4, np.random.default_rng([2, 0]))
     u = np.eye(4)[0]
     y, yt = link(2.0 * X @ u), link(2.0 * Xt @ u)
     f = ntk.ntk_predictor(X, y, Xt)
