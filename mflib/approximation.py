@@ -32,7 +32,6 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import gammaln
 
-from .fitting import loglog_fit  # noqa: F401  (re-exported: chapter 1 fits its rate with it)
 from .problems import TeacherStudent
 from .quadrature import arccos1
 from .validation import as_array, check_int, check_rng

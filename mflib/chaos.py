@@ -60,7 +60,6 @@ __all__ = [
     "Schedule", "time_step", "step_size", "n_steps",
     "outputs", "empirical_risk", "grad_risk",
     "sgd", "SGDRun", "field", "Field", "coupled", "Coupling",
-    "loglog_slope",
 ]
 
 def _one_blas_thread():
@@ -743,49 +742,3 @@ def coupled(W0, Ns, runs: int, X, y, *, gamma: float = 1.0, alpha: float = 0.0, 
         off += runs * N
     return Coupling(N=Ns, sup_sq=sup_sq, t=tgrid, mean_sq=mean_sq, W_limit=W[:L].copy(), W_N=W_N,
                     index=index)
-
-
-# ----------------------------------------------------------------------------------------------
-# Data and analysis helpers
-# ----------------------------------------------------------------------------------------------
-def loglog_slope(N, values, n_boot: int = 2000, rng: np.random.Generator | None = None):
-    r"""Least-squares slope of :math:`\log \bar v(N)` against :math:`\log N`, with a bootstrap error.
-
-    Parameters
-    ----------
-    N : array (K,)
-    values : array (K, R)
-        ``R`` independent replicas of a positive quantity at each ``N`` (columns are replicas; a
-        replica may share randomness across ``N``, which the bootstrap respects by resampling
-        whole columns).
-    n_boot : int
-        Bootstrap resamples of the replicas.
-    rng : numpy.random.Generator
-
-    Returns
-    -------
-    slope : float
-        Slope fitted to the logarithm of the replica means.
-    stderr : float
-        Standard deviation of the slope over bootstrap resamples of the replicas.
-    """
-    N = as_array(N, "N", ndim=1)
-    V = as_array(values, "values", ndim=2)
-    if V.shape[0] != N.size or N.size < 2:
-        raise ValueError(f"values must have shape ({N.size}, R) and N at least 2 entries, got {V.shape}")
-    if np.any(V <= 0) or np.any(N <= 0):
-        raise ValueError("N and values must be positive")
-    n_boot = check_int(n_boot, "n_boot", minimum=1)
-    rng = check_rng(rng)
-    x = np.log(N)
-    xc = x - x.mean()
-
-    def fit(Vm):
-        ly = np.log(Vm)
-        return (xc @ (ly - ly.mean(axis=0))) / (xc @ xc)
-
-    slope = float(fit(V.mean(axis=1)))
-    R = V.shape[1]
-    pick = rng.integers(0, R, size=(n_boot, R))
-    boot = fit(V[:, pick].mean(axis=2))                           # (n_boot,)
-    return slope, float(boot.std(ddof=1)) if n_boot > 1 else 0.0

@@ -67,7 +67,6 @@ from scipy.special import exprel as _exprel
 
 from . import activations as _act
 from . import datasets as _datasets
-from . import fitting as _fitting
 from . import kernels as _kernels
 from . import network as _net
 from . import progress as _progress
@@ -914,14 +913,8 @@ def width_condition(n: int, d: int, lambda_S: float, R0: float, delta: float = 0
     return WidthCondition(N_min=float(N), terms=(float(t1), float(t2), float(t3)), C_d=Cd)
 
 
-def loglog_slope(x, y) -> tuple[float, float]:
-    r"""Least-squares slope of :math:`\log y` against :math:`\log x` and its standard error
-    (needs at least 3 points; all values > 0): :func:`mflib.fitting.loglog_slope`."""
-    return _fitting.loglog_slope(x, y)
-
-
 __all__ = ["DivergenceError", "EmpiricalNTK", "Generalisation", "LambdaMin", "Linearised", "Run",
            "WidthCondition", "WidthSweep", "empirical_ntk", "gamma", "generalisation_curve", "init",
            "jacobian", "l1_moment", "lambda_min", "lambda_min_fluctuations",
-           "limit_kernel", "linearised", "loglog_slope", "ntk_predictor", "output", "plot_neurons", "risk",
+           "limit_kernel", "linearised", "ntk_predictor", "output", "plot_neurons", "risk",
            "sweep_widths", "time_factor", "train", "width_condition"]

@@ -35,8 +35,9 @@ Contents
 :func:`risk_mehler`
     fast exact risk for non-ReLU activations (such as :data:`mflib.activations.bump`, the bounded
     non-monotone activation of chapter 4).
-:func:`sgd_gap`, :func:`fit_loglog`
-    :math:`\sup_k|R_N(\theta^k) - R(\rho_{k\varepsilon})|` for one SGD run; log-log slopes with errors.
+:func:`sgd_gap`
+    :math:`\sup_k|R_N(\theta^k) - R(\rho_{k\varepsilon})|` for one SGD run (its rates in :math:`N`
+    and :math:`\varepsilon` are fitted with :func:`mflib.fitting.loglog_fit`).
 :class:`FokkerPlanck1D`
     the noisy dynamics :math:`\partial_t\rho = \partial_w(\rho\,\partial_w\Psi_\lambda) +
     \beta^{-1}\partial_w^2\rho` for a problem in :math:`d = 1` (finite volumes, Scharfetter-Gummel
@@ -72,7 +73,6 @@ from numba import njit
 from scipy import special, stats
 
 from . import activations as _act
-from . import fitting as _fitting
 from . import problems as _problems
 from . import progress as _progress
 from . import quadrature as _quad
@@ -1000,10 +1000,3 @@ def sgd_gap(problem, t_pde, risk_pde, N: int, eps: float, T: float, kappa: float
     W0 = check_rng(rng).standard_normal((N, problem.d)) * kappa / np.sqrt(problem.d)
     tr = _sgd.run(problem, W0, eps=eps, steps=steps, rng=rng, record_every=every, progress=False)
     return float(np.max(np.abs(tr.risk - np.interp(tr.t, t_pde, risk_pde))))
-
-
-def fit_loglog(x, y, y_se=None) -> tuple[float, float]:
-    r"""Slope of :math:`\log y` against :math:`\log x` by (weighted) least squares, and its standard
-    error; ``y_se`` are standard errors of ``y`` (weights :math:`y/\mathrm{se}`):
-    :func:`mflib.fitting.loglog_slope`."""
-    return _fitting.loglog_slope(x, y, y_se)

@@ -33,19 +33,6 @@ def test_expected_error_is_dimension_free_maurey_rate(rng):
         assert np.all(np.abs(E.mean(axis=1) - expected) < 5 * se)
 
 
-def test_loglog_fit_recovers_slope(rng):
-    x = np.logspace(0, 3, 12)
-    y = 2.0 * x**-0.5 * np.exp(0.01 * rng.standard_normal(12))
-    fit = mf.approximation.loglog_fit(x, y)
-    assert abs(fit["slope"] + 0.5) < 4 * fit["slope_se"] + 1e-3
-    lo, mid, hi = fit["band"](x)
-    assert np.all(lo <= mid) and np.all(mid <= hi)
-    with pytest.raises(ValueError, match="positive"):
-        mf.approximation.loglog_fit([1, 2, 3], [1, -1, 1])
-    with pytest.raises(ValueError, match="at least 3"):
-        mf.approximation.loglog_fit([1, 2], [1, 1])
-
-
 def test_validation():
     with pytest.raises(ValueError, match="d must be >= 1"):
         mf.approximation.GaussianReluTarget(0)

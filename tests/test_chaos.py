@@ -361,20 +361,3 @@ def test_coupling_value_errors():
         ch.coupled(W0, [], 1, X, y, rng=rng)
     with pytest.raises(ValueError):
         ch.coupled(W0, [0], 1, X, y, rng=rng)
-
-
-# ----------------------------------------------------------------------------------------------
-# Helpers
-# ----------------------------------------------------------------------------------------------
-def test_loglog_slope():
-    N = np.array([10.0, 20.0, 40.0, 80.0])
-    V = 3.0 * N[:, None] ** -0.75 * np.ones((1, 5))
-    s, e = ch.loglog_slope(N, V, rng=np.random.default_rng(0))
-    assert s == pytest.approx(-0.75, abs=1e-12) and e < 1e-12
-    noisy = V * np.exp(0.1 * np.random.default_rng(1).standard_normal(V.shape))
-    s, e = ch.loglog_slope(N, noisy, rng=np.random.default_rng(2))
-    assert abs(s + 0.75) < 5 * e and 0 < e < 0.2
-    with pytest.raises(ValueError):
-        ch.loglog_slope(N, -V, rng=np.random.default_rng(0))
-    with pytest.raises(ValueError):
-        ch.loglog_slope(N[:1], V[:1], rng=np.random.default_rng(0))
