@@ -20,6 +20,13 @@ jko           backward Euler, proximal steps and the JKO scheme (chapter 5)
 kernels       arc-cosine kernels in closed form (chapter 6)
 ntk           empirical NTK, lazy vs mean-field training (chapter 6)
 chaos         propagation of chaos, De Bortoli et al. 2020 (chapter 7)
+quadrature    Gaussian expectations by kink-aware quadrature, the arc-cosine formula (chapters 1-4, 6)
+datasets      synthetic inputs and the handwritten digits (chapters 6, 7)
+losses        squared and cross-entropy losses and their derivatives, accuracy (chapter 7)
+plotting      the figures' house style: rate plots, particle histograms, neuron clouds; opt-in
+              (no other module imports it, and it alone imports matplotlib)
+progress      progress bars for long runs, silenced by MFLIB_PROGRESS=0
+validation    the input checks every public function shares
 """
 
 from __future__ import annotations
@@ -33,14 +40,17 @@ _SUBMODULES = {
     "activations",
     "approximation",
     "chaos",
+    "datasets",
     "fitting",
     "jko",
     "kernels",
+    "losses",
     "network",
     "ntk",
     "pde",
     "plotting",
     "problems",
+    "progress",
     "quadrature",
     "reduced",
     "sgd",

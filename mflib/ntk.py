@@ -832,23 +832,6 @@ def generalisation_curve(link, d: int, ns, N: int = 128, ds: float = 1.0, steps:
     return Generalisation(ns, err_mf, err_k, align, float(np.mean(align0)), err_tr)
 
 
-def plot_neurons(ax, a0, W0, a1, W1, title: str = ""):
-    r"""Neurons of a network on :func:`lifted_circle` data, before (grey) and after (colour).
-
-    Each neuron :math:`\bar a_k\,\mathrm{relu}(\langle w_k, x\rangle)` is drawn at its preferred
-    angle :math:`\psi_k = \operatorname{atan2}(w_{k2}, w_{k1})` on the circle (where its response is
-    largest) and its signed size :math:`\bar a_k |w_k|` (relu is 1-homogeneous), on a symlog axis.
-    """
-    for a, W, c, lab in ((a0, W0, "0.65", "before"), (a1, W1, "C1", "after")):
-        ax.scatter(np.arctan2(W[:, 1], W[:, 0]), a * np.linalg.norm(W, axis=1), s=5, c=c, label=lab)
-    ax.set_yscale("symlog", linthresh=1.0)
-    ax.set_xlabel(r"preferred angle $\psi_k$ (rad)")
-    ax.set_ylabel(r"signed size $\bar a_k |w_k|$")
-    ax.set_title(title)
-    ax.legend(loc="lower right", fontsize=8)
-    return ax
-
-
 def l1_moment(d: int) -> float:
     r""":math:`C_d = E\|w\|_1^4` for :math:`w\sim\mathcal N(0,I_d)` (the lecture's constant), exactly:
     with half-normal moments :math:`m_1 = \sqrt{2/\pi}, m_2 = 1, m_3 = 2\sqrt{2/\pi}, m_4 = 3`,
@@ -916,5 +899,5 @@ def width_condition(n: int, d: int, lambda_S: float, R0: float, delta: float = 0
 __all__ = ["DivergenceError", "EmpiricalNTK", "Generalisation", "LambdaMin", "Linearised", "Run",
            "WidthCondition", "WidthSweep", "empirical_ntk", "gamma", "generalisation_curve", "init",
            "jacobian", "l1_moment", "lambda_min", "lambda_min_fluctuations",
-           "limit_kernel", "linearised", "ntk_predictor", "output", "plot_neurons", "risk",
+           "limit_kernel", "linearised", "ntk_predictor", "output", "risk",
            "sweep_widths", "time_factor", "train", "width_condition"]

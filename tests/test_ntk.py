@@ -440,18 +440,6 @@ def test_generalisation_curve():
         ntk.generalisation_curve(link, 4, [8], N=0)
 
 
-def test_plot_neurons():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    a, W = ntk.init(6, 3, np.random.default_rng(0))
-    fig, ax = plt.subplots()
-    assert ntk.plot_neurons(ax, a, W, 2 * a, W + 1, title="t") is ax
-    assert ax.get_yscale() == "symlog" and len(ax.collections) == 2
-    plt.close(fig)
-
-
 def _psd_with_spectrum(lams, rng):
     Q, _ = np.linalg.qr(rng.standard_normal((len(lams), len(lams))))
     return (Q * np.asarray(lams)) @ Q.T
