@@ -578,7 +578,7 @@ def fokker_planck_1d(dV, beta: float, q0, tau: float, steps: int, d2V=None, tol:
 def _problem_W(problem, W, name="W"):
     if not hasattr(problem, "grad_Psi") or not hasattr(problem, "risk"):
         raise ArgumentTypeError(f"problem must be an mflib.problems.Problem, got {type(problem).__name__}")
-    return problem._W(W, name)
+    return problem.check_weights(W, name)
 
 
 def particle_explicit_step(problem, W, tau: float) -> np.ndarray:

@@ -15,15 +15,17 @@ becomes a PDE for the law :math:`\bar\rho_t` of :math:`r = (r_1, r_2)` on :math:
 :math:`U(w, w')` averaged over independent uniform directions of the four projections. Only the
 cosines :math:`t_1` (between the :math:`s_0`-dimensional parts) and :math:`t_2` (between the rest)
 enter, with densities proportional to :math:`(1-t^2)^{(s_0-3)/2}` and :math:`(1-t^2)^{(d-s_0-3)/2}`,
-so :math:`\bar U` is a two-dimensional Gauss-Jacobi quadrature (:func:`cosine_rule`); it is exact
+so :math:`\bar U` is a two-dimensional Gauss-Jacobi quadrature
+(:func:`mflib.quadrature.cosine_rule`); it is exact
 for finite :math:`d`, and :math:`d\to\infty` (all cosines zero) is available as ``limit=True``.
 
 Contents
 --------
-:func:`cosine_rule`, :func:`hermite_coefficients`
-    quadrature for the cosine of two random directions; Hermite coefficients of an activation.
 :class:`ReducedAnisotropic`
-    :math:`\bar V`, :math:`\nabla\bar V`, :math:`\bar U` and the integrand :math:`U(r, r'; t_1, t_2)`.
+    :math:`\bar V`, :math:`\nabla\bar V`, :math:`\bar U` and the integrand :math:`U(r, r'; t_1, t_2)`
+    (mflib's one direction-averaged interaction: :mod:`mflib.statics` builds its reduced
+    dictionaries with it). The Gaussian primitives it rests on (the cosine rule and moments,
+    Hermite coefficients, Mehler sums) live in :mod:`mflib.quadrature`.
 :class:`GridSolver`
     the reduced PDE on a grid: interaction matrix between grid nodes computed once, weighted
     particles advected by the gridded velocity, risk from the same quadrature.
@@ -70,7 +72,7 @@ from math import comb
 
 import numpy as np
 from numba import njit
-from scipy import special, stats
+from scipy import stats
 
 from . import activations as _act
 from . import problems as _problems
@@ -80,103 +82,6 @@ from .quadrature import arccos1_scalar as _arccos1_scalar
 from .validation import as_array, check_int, check_real, check_rng
 
 _SQRT_2PI = np.sqrt(2.0 * np.pi)
-
-
-# ----------------------------------------------------------------------------------------------
-# Quadrature for the cosine of two independent uniform directions, Hermite coefficients.
-# ----------------------------------------------------------------------------------------------
-def cosine_rule(m: int, n: int) -> tuple[np.ndarray, np.ndarray]:
-    r"""Gauss-Jacobi rule for the cosine :math:`t = \langle u, u'\rangle` of two independent uniform
-    unit vectors of :math:`\mathbb R^m`.
-
-    For :math:`m\ge 2`, :math:`t` has density :math:`\propto (1-t^2)^{(m-3)/2}` on :math:`[-1, 1]`
-    and the rule with ``n`` nodes integrates polynomials of degree :math:`2n-1` exactly. For
-    :math:`m = 1` the cosine is :math:`\pm1` with probability 1/2; for :math:`m = 0` (no such part)
-    the rule is the single node 0.
-
-    Parameters
-    ----------
-    m : int >= 0
-        Dimension of the subspace.
-    n : int >= 1
-        Number of nodes (ignored for m <= 1).
-
-    Returns
-    -------
-    t, weights : arrays, shape (n,)
-        Nodes in :math:`[-1, 1]` and positive weights summing to 1.
-    """
-    m = check_int(m, "m", minimum=0)
-    n = check_int(n, "n", minimum=1)
-    if m == 0:
-        return np.zeros(1), np.ones(1)
-    if m == 1:
-        return np.array([-1.0, 1.0]), np.array([0.5, 0.5])
-    a = 0.5 * (m - 3)
-    t, w = special.roots_jacobi(n, a, a)
-    t = 0.5 * (t - t[::-1])          # exact symmetry t_k = -t_{n-1-k}
-    w = 0.5 * (w + w[::-1])
-    return t, w / w.sum()
-
-
-def cosine_moments(m: int, k_max: int) -> np.ndarray:
-    r""":math:`E[t^k]`, :math:`k = 0..k_{\max}`, for the cosine of :func:`cosine_rule`, in closed
-    form: odd moments vanish and :math:`E[t^{2k}] = \prod_{j<k}(2j+1)/(m+2j)`."""
-    m = check_int(m, "m", minimum=0)
-    k_max = check_int(k_max, "k_max", minimum=0)
-    out = np.zeros(k_max + 1)
-    out[0] = 1.0
-    if m == 0:
-        return out
-    for k in range(2, k_max + 1, 2):
-        out[k] = out[k - 2] * (k - 1) / (m + k - 2)
-    return out
-
-
-def hermite_coefficients(activation, A, n_max: int, n_quad: int = 40) -> np.ndarray:
-    r"""Normalised Hermite coefficients :math:`c_n(A) = E[\sigma(\sqrt A z)\,He_n(z)]/\sqrt{n!}`.
-
-    With them, for a centred Gaussian pair of variances :math:`A, B` and correlation :math:`\varrho`,
-    Mehler's formula gives :math:`E[\sigma(u)\sigma(v)] = \sum_n c_n(A)c_n(B)\varrho^n`. Computed
-    by kink-aware Gauss-Legendre quadrature (:mod:`mflib.quadrature`).
-
-    Parameters
-    ----------
-    activation : str or Activation
-    A : array, shape (P,)
-        Variances, >= 0.
-    n_max : int >= 0
-    n_quad : int
-        Gauss-Legendre nodes per piece.
-
-    Returns
-    -------
-    c : array, shape (P, n_max + 1)
-    """
-    act = _act.get(activation)
-    A = as_array(A, "A", ndim=1)
-    if np.any(A < 0):
-        raise ValueError("A must be >= 0 (variances)")
-    n_max = check_int(n_max, "n_max", minimum=0)
-    out = np.zeros((A.size, n_max + 1))
-    s = np.sqrt(A)
-    pos = s > 0
-    out[~pos, 0] = float(act.sigma(np.zeros(1))[0])
-    if not pos.any():
-        return out
-    sp = s[pos]
-    br = np.concatenate([_quad._breaks(act.kinks, sp, np.zeros_like(sp)),
-                         np.broadcast_to(_quad._FIXED, (sp.size, _quad._FIXED.size))], axis=1)
-    z, wz = _quad._segments(br, _quad.L_DEFAULT, n_quad)
-    vals = act.sigma(sp[:, None] * z) * wz * np.exp(-0.5 * z * z) / _SQRT_2PI
-    h_prev, h = np.ones_like(z), z.copy()
-    res = np.empty((sp.size, n_max + 1))
-    res[:, 0] = vals.sum(axis=1)
-    for n in range(1, n_max + 1):
-        res[:, n] = np.sum(vals * h, axis=1)
-        h_prev, h = h, (z * h - np.sqrt(n) * h_prev) / np.sqrt(n + 1)
-    out[pos] = res
-    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -215,6 +120,18 @@ def _relu_k(A, B, C):
     return _quad.arccos1(A * B, C).k
 
 
+def _directions(R):
+    """Norms (M,), distinct unit directions (k, 2) and each row's direction index (M,) of points
+    (M, 2) in the closed positive quadrant; angles that agree to 13 digits are one direction,
+    represented by its first point (zero points count as direction (1, 0))."""
+    norm = np.hypot(R[:, 0], R[:, 1])
+    ang = np.arctan2(R[:, 1], R[:, 0])
+    _, first, inv = np.unique(np.round(ang, 13), return_index=True, return_inverse=True)
+    nf = norm[first]
+    unit = np.where(nf[:, None] > 0, R[first] / np.where(nf > 0, nf, 1.0)[:, None], [1.0, 0.0])
+    return norm, unit, inv.ravel()
+
+
 # ----------------------------------------------------------------------------------------------
 # Reduced potentials.
 # ----------------------------------------------------------------------------------------------
@@ -238,8 +155,9 @@ class ReducedAnisotropic:
     with :math:`k(A, B, C) = E[\sigma(u)\sigma(v)]`. For ReLU :math:`k` is the arc-cosine formula
     and :math:`\bar U` is a plain Gauss-Jacobi sum (compiled); for other activations Mehler's
     expansion :math:`k = \sum_{n\le n_{\max}} c_n(A)c_n(B)\varrho^n` turns the average into exact
-    moments of the cosines (:func:`cosine_moments`) and :math:`\bar U` into a sum of separable
-    terms.
+    moments of the cosines (:func:`mflib.quadrature.cosine_moments`) and :math:`\bar U` into a sum
+    of separable terms, or (``n_hermite=None``) :math:`\bar U` is the Gauss-Jacobi sum of the
+    problem's own pair quadrature.
 
     Parameters
     ----------
@@ -249,8 +167,10 @@ class ReducedAnisotropic:
         :math:`10^{-10}` relative accuracy at the problem's :math:`s_0, d-s_0` (see the tests).
     limit : bool
         Use :math:`d\to\infty` (all cosines 0: :math:`\bar U = \tfrac12\sum_\pm k(A_\pm,B_\pm,0)`).
-    n_hermite : int
-        Truncation of Mehler's series (non-ReLU activations).
+    n_hermite : int or None
+        Truncation of Mehler's series (non-ReLU activations); ``None``: no series, the direct
+        Gauss-Jacobi sum of :meth:`U_at_cosines` (exact up to the rules, for any :math:`s_0`;
+        cost :math:`M_1M_2n_1n_2` two-dimensional quadratures).
     """
 
     def __init__(self, problem, n_cos: tuple[int, int] | None = None, limit: bool = False,
@@ -264,7 +184,7 @@ class ReducedAnisotropic:
         self.isotropic = self.s0 == self.d
         self.ndim = 1 if self.isotropic else 2
         self.limit = bool(limit)
-        self.n_hermite = check_int(n_hermite, "n_hermite", minimum=0)
+        self.n_hermite = None if n_hermite is None else check_int(n_hermite, "n_hermite", minimum=0)
         m1, m2 = self.s0, self.d - self.s0
         if n_cos is None:
             n_cos = (self._default_nodes(m1), self._default_nodes(m2))
@@ -277,8 +197,8 @@ class ReducedAnisotropic:
             self.t1, self.w1 = np.zeros(1), np.ones(1)
             self.t2, self.w2 = np.zeros(1), np.ones(1)
         else:
-            self.t1, self.w1 = cosine_rule(m1, n1)
-            self.t2, self.w2 = cosine_rule(m2, n2)
+            self.t1, self.w1 = _quad.cosine_rule(m1, n1)
+            self.t2, self.w2 = _quad.cosine_rule(m2, n2)
         self.comp_p = np.array([0.5, 0.5])
         self.comp_a = np.array([(1.0 + self.delta) ** 2, (1.0 - self.delta) ** 2])
         self.is_relu = self.activation is _act.relu
@@ -382,16 +302,44 @@ class ReducedAnisotropic:
         return self.comp_p @ k
 
     def UBar(self, R1, R2=None) -> np.ndarray:
-        r""":math:`\bar U(r_i, r'_j)`, shape (M1, M2) (``R2`` defaults to ``R1``)."""
+        r""":math:`\bar U(r_i, r'_j)`, shape (M1, M2) (``R2`` defaults to ``R1``).
+
+        ReLU: the compiled Gauss-Jacobi sum of the arc-cosine formula, evaluated on distinct
+        directions only: ReLU is positively 1-homogeneous, so
+        :math:`\bar U(r, r') = |r||r'|\,\bar U(r/|r|, r'/|r'|)`, and points whose angles
+        :math:`\arctan(r_2/r_1)` agree to 13 digits share one evaluation (a polar grid of
+        :math:`n` atoms on :math:`k` rays costs :math:`k^2` sums instead of :math:`n^2`).
+        Other activations: the separable Mehler form, or the direct sum (``n_hermite=None``)."""
         R1 = self.radii(R1, "R1")
         sym = R2 is None
         R2 = R1 if sym else self.radii(R2, "R2")
         if self.is_relu:
-            return _relu_ubar(R1[:, 0].copy(), R1[:, 1].copy(), R2[:, 0].copy(), R2[:, 1].copy(),
-                              self.t1, self.w1, self.t2, self.w2, self.comp_p, self.comp_a, sym)
+            n1, u1, i1 = _directions(R1)
+            n2, u2, i2 = (n1, u1, i1) if sym else _directions(R2)
+            K = _relu_ubar(u1[:, 0].copy(), u1[:, 1].copy(), u2[:, 0].copy(), u2[:, 1].copy(),
+                           self.t1, self.w1, self.t2, self.w2, self.comp_p, self.comp_a, sym)
+            return n1[:, None] * n2[None, :] * K[np.ix_(i1, i2)]
+        if self.n_hermite is None:
+            return self._UBar_direct(R1, R2)
         F1, D = self._features(R1)
         F2 = F1 if sym else self._features(R2)[0]
         return (F1 * D) @ F2.T
+
+    def _UBar_direct(self, R1, R2, chunk: int = 2_000_000):
+        """Gauss-Jacobi sum of :meth:`U_at_cosines` over (t1, t2), columns in chunks."""
+        T1, T2 = (x.ravel() for x in np.meshgrid(self.t1, self.t2, indexing="ij"))
+        Q = np.outer(self.w1, self.w2).ravel()
+        nq, M1 = Q.size, R1.shape[0]
+        out = np.empty((M1, R2.shape[0]))
+        step = max(1, chunk // (nq * M1))
+        for s in range(0, R2.shape[0], step):
+            Rs = R2[s:s + step]
+            m = Rs.shape[0]
+            vals = self.U_at_cosines(np.repeat(R1, m * nq, axis=0),
+                                     np.tile(np.repeat(Rs, nq, axis=0), (M1, 1)),
+                                     np.tile(T1, M1 * m), np.tile(T2, M1 * m))
+            out[:, s:s + m] = (vals.reshape(M1, m, nq) * Q).sum(axis=2)
+        return out
 
     def _features(self, R):
         r"""Separable form of :math:`\bar U` for non-ReLU activations: features (M, F), weights (F,).
@@ -402,14 +350,15 @@ class ReducedAnisotropic:
         :math:`D = \tfrac12\binom nj E[t_1^j]E[t_2^{n-j}]` (odd moments vanish)."""
         nmax = self.n_hermite
         if self.limit:
-            mu1 = mu2 = cosine_moments(0, nmax)
+            mu1 = mu2 = _quad.cosine_moments(0, nmax)
         else:
-            mu1 = cosine_moments(self.s0, nmax)
-            mu2 = cosine_moments(self.d - self.s0, nmax)
+            mu1 = _quad.cosine_moments(self.s0, nmax)
+            mu2 = _quad.cosine_moments(self.d - self.s0, nmax)
         A = self._A(R)
+        act = self.activation
         feats, D = [], []
         for c in range(2):
-            cn = hermite_coefficients(self.activation, A[c], nmax)
+            cn = _quad.hermite_coefficients(act.sigma, act.kinks, A[c], nmax)
             sA = np.sqrt(A[c])
             with np.errstate(divide="ignore", invalid="ignore"):
                 u1 = np.where(sA > 0, np.sqrt(self.comp_a[c]) * R[:, 0] / sA, 0.0)
@@ -921,10 +870,7 @@ def _U_1d(problem, x):
     for p, cov in problem.components:
         s = np.sqrt(cov[0]) * x
         si, sj = np.repeat(s, n), np.tile(s, n)
-        zero = np.zeros_like(si)
-        br = np.concatenate([_quad._breaks(kinks, si, zero), _quad._breaks(kinks, sj, zero),
-                             np.broadcast_to(_quad._FIXED, (si.size, _quad._FIXED.size))], axis=1)
-        z, wz = _quad._segments(br, _quad.L_DEFAULT, 16)
+        z, wz = _quad.gauss_nodes(kinks, np.stack([si, sj], axis=1), 0.0, 16)
         vals = act.sigma(si[:, None] * z) * act.sigma(sj[:, None] * z) * wz * np.exp(-0.5 * z * z)
         out += p * (vals.sum(axis=1) / _SQRT_2PI).reshape(n, n)
     return out
@@ -940,9 +886,9 @@ def _bernoulli(z):
 def risk_mehler(problem, W, n_max: int = 60) -> float:
     r"""Exact population risk :math:`R_N` of :class:`~mflib.problems.AnisotropicGaussians` for any
     activation, fast: the pairs use Mehler's series
-    :math:`E\sigma(u)\sigma(v) = \sum_{n\le n_{\max}} c_n(A)c_n(B)\varrho^n` (:func:`hermite_coefficients`)
-    when :math:`|\varrho|\le 0.95`, the problem's own quadrature otherwise, and
-    :math:`E\sigma(u)^2` on the diagonal.
+    :math:`E\sigma(u)\sigma(v) = \sum_{n\le n_{\max}} c_n(A)c_n(B)\varrho^n`
+    (:func:`mflib.quadrature.mehler_gram`) when :math:`|\varrho|\le 0.95`, the 2-D quadrature
+    otherwise, and :math:`E\sigma(u)^2` on the diagonal.
     Costs :math:`O(N^2 n_{\max})` instead of :math:`N^2` two-dimensional quadratures.
 
     Parameters
@@ -953,7 +899,7 @@ def risk_mehler(problem, W, n_max: int = 60) -> float:
     """
     if not isinstance(problem, _problems.AnisotropicGaussians):
         raise TypeError("problem must be an mflib.problems.AnisotropicGaussians")
-    W = problem._W(W)
+    W = problem.check_weights(W)
     n_max = check_int(n_max, "n_max", minimum=1)
     N = W.shape[0]
     act = problem.activation
@@ -962,22 +908,8 @@ def risk_mehler(problem, W, n_max: int = 60) -> float:
     for p, cov in problem.components:
         A = np.einsum("ij,ij->i", W * cov, W)
         C = (W * cov) @ W.T
-        sq = np.sqrt(np.outer(A, A))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            rho = np.where(sq > 0, C / sq, 0.0)
-        c = hermite_coefficients(act, A, n_max)
-        K = np.zeros((N, N))
-        pw = np.ones((N, N))
-        for n in range(n_max + 1):
-            K += np.outer(c[:, n], c[:, n]) * pw
-            pw *= rho
-        hi = np.abs(rho) > 0.95
-        np.fill_diagonal(hi, False)
-        i, j = np.nonzero(hi)
-        if i.size:
-            K[i, j] = _quad.gauss_expect_pair(s, s, kk, kk, A[i], A[j], C[i, j])
-        np.fill_diagonal(K, _quad.gauss_expect(lambda u: s(u) ** 2, kk, A))
-        total += p * K.sum() / N**2
+        c = _quad.hermite_coefficients(s, kk, A, n_max)
+        total += p * _quad.mehler_gram(s, kk, c, A, C).sum() / N**2
     return float(total)
 
 
@@ -997,6 +929,6 @@ def sgd_gap(problem, t_pde, risk_pde, N: int, eps: float, T: float, kappa: float
     n_records = check_int(n_records, "n_records", minimum=2)
     steps = int(round(T / eps))
     every = max(1, steps // (n_records - 1))
-    W0 = check_rng(rng).standard_normal((N, problem.d)) * kappa / np.sqrt(problem.d)
+    W0 = problem.init_weights(N, kappa, rng)
     tr = _sgd.run(problem, W0, eps=eps, steps=steps, rng=rng, record_every=every, progress=False)
     return float(np.max(np.abs(tr.risk - np.interp(tr.t, t_pde, risk_pde))))

@@ -138,7 +138,9 @@ class Problem(ABC):
         """List of (cov, gA, gC): grad_w U(w_i, w'_j) = sum cov*(gA_ij w_i + gC_ij w'_j)."""
 
     # -- derived quantities ------------------------------------------------------------------
-    def _W(self, W, name="W") -> np.ndarray:
+    def check_weights(self, W, name: str = "W") -> np.ndarray:
+        """Validate neurons: ``W`` as a finite float array of shape (N, d) with N >= 1, else a
+        ValueError naming ``name``. Returns the array."""
         W = as_array(W, name, ndim=2)
         if W.shape[1] != self.d:
             raise ValueError(f"{name} must have d = {self.d} columns, got shape {W.shape}")
@@ -146,10 +148,18 @@ class Problem(ABC):
             raise ValueError(f"{name} must have at least one row (N >= 1), got shape {W.shape}")
         return W
 
+    def init_weights(self, N: int, kappa: float, rng: np.random.Generator) -> np.ndarray:
+        r"""Gaussian initialisation :math:`w_i\sim\mathcal N(0,\kappa^2 I_d/d)`, shape (N, d):
+        exactly ``rng.standard_normal((N, d)) * kappa / np.sqrt(d)`` (one draw of N d normals, so
+        the random stream and the values are those of that expression)."""
+        N = check_int(N, "N", minimum=1)
+        kappa = check_real(kappa, "kappa", low=0.0)
+        return check_rng(rng).standard_normal((N, self.d)) * kappa / np.sqrt(self.d)
+
     def grad1_U(self, W1, W2=None) -> np.ndarray:
         r""":math:`\nabla_w U(w_i, w'_j)`, shape (N1, N2, d). Memory :math:`N_1 N_2 d`."""
-        W1 = self._W(W1, "W1")
-        W2 = W1 if W2 is None else self._W(W2, "W2")
+        W1 = self.check_weights(W1, "W1")
+        W2 = W1 if W2 is None else self.check_weights(W2, "W2")
         out = np.zeros((W1.shape[0], W2.shape[0], self.d))
         for cov, gA, gC in self._grad_U_coeffs(W1, W2):
             out += gA[:, :, None] * (W1 * cov)[:, None, :] + gC[:, :, None] * (W2 * cov)[None, :, :]
@@ -158,14 +168,14 @@ class Problem(ABC):
     def Psi(self, W, W_rho) -> np.ndarray:
         r""":math:`\Psi(w_i;\rho) = V(w_i) + \frac1M\sum_j U(w_i, w'_j)` for :math:`\rho` the
         empirical measure of the rows of ``W_rho`` (M, d). Shape (N,)."""
-        W = self._W(W)
-        W_rho = self._W(W_rho, "W_rho")
+        W = self.check_weights(W)
+        W_rho = self.check_weights(W_rho, "W_rho")
         return self.V(W) + self.U(W, W_rho).mean(axis=1)
 
     def grad_Psi(self, W, W_rho) -> np.ndarray:
         r""":math:`\nabla_w\Psi(w_i;\rho)`, shape (N, d), without forming the (N, M, d) array."""
-        W = self._W(W)
-        W_rho = self._W(W_rho, "W_rho")
+        W = self.check_weights(W)
+        W_rho = self.check_weights(W_rho, "W_rho")
         M = W_rho.shape[0]
         g = self.grad_V(W)
         for cov, gA, gC in self._grad_U_coeffs(W, W_rho):
@@ -174,13 +184,13 @@ class Problem(ABC):
 
     def risk(self, W) -> float:
         r"""Exact population risk :math:`R_N` of :math:`f_N` with neurons the rows of ``W``."""
-        W = self._W(W)
+        W = self.check_weights(W)
         N = W.shape[0]
         return float(self.Ey2 + 2.0 * self.V(W).sum() / N + self.U(W).sum() / N**2)
 
     def empirical_risk(self, W, X, y) -> float:
         r"""Monte Carlo risk :math:`\frac1n\sum_j (y_j - f_N(x_j))^2` on samples (X, y)."""
-        W = self._W(W)
+        W = self.check_weights(W)
         X = as_array(X, "X", ndim=2)
         y = as_array(y, "y", shape=(X.shape[0],))
         f = self.activation.sigma(X @ W.T).mean(axis=1)
@@ -199,8 +209,8 @@ class _CentredGaussianMixture(Problem):
         return _generic_k(self.activation, A, B, C, grad)
 
     def U(self, W1, W2=None) -> np.ndarray:
-        W1 = self._W(W1, "W1")
-        W2 = W1 if W2 is None else self._W(W2, "W2")
+        W1 = self.check_weights(W1, "W1")
+        W2 = W1 if W2 is None else self.check_weights(W2, "W2")
         return sum(p * self._k(W1, W2, cov)[0] for p, cov in self.components)
 
     def _grad_U_coeffs(self, W1, W2):
@@ -285,20 +295,20 @@ class AnisotropicGaussians(_CentredGaussianMixture):
         return X, y
 
     def V(self, W) -> np.ndarray:
-        W = self._W(W)
+        W = self.check_weights(W)
         mp, _ = self._mean_sigma(W, self.cov_plus)
         mm, _ = self._mean_sigma(W, self.cov_minus)
         return -0.5 * (mp - mm)
 
     def grad_V(self, W) -> np.ndarray:
-        W = self._W(W)
+        W = self.check_weights(W)
         _, gp = self._mean_sigma(W, self.cov_plus)
         _, gm = self._mean_sigma(W, self.cov_minus)
         return -0.5 * (gp[:, None] * W * self.cov_plus - gm[:, None] * W * self.cov_minus)
 
     def radii(self, W) -> np.ndarray:
         r"""Reduced coordinates :math:`(r_1, r_2) = (|P_V w|, |P_V^\perp w|)`, shape (N, 2)."""
-        W = self._W(W)
+        W = self.check_weights(W)
         return np.stack([np.linalg.norm(W[:, : self.s0], axis=1),
                          np.linalg.norm(W[:, self.s0:], axis=1)], axis=1)
 
@@ -363,11 +373,11 @@ class TeacherStudent(_CentredGaussianMixture):
         return X, y
 
     def V(self, W) -> np.ndarray:
-        W = self._W(W)
+        W = self.check_weights(W)
         return -(self.U(W, self.W_teacher) @ self.a_teacher) / self.W_teacher.shape[0]
 
     def grad_V(self, W) -> np.ndarray:
-        W = self._W(W)
+        W = self.check_weights(W)
         M = self.W_teacher.shape[0]
         g = np.zeros_like(W)
         for cov, gA, gC in self._grad_U_coeffs(W, self.W_teacher):

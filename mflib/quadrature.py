@@ -13,7 +13,14 @@ Used by :mod:`mflib.problems` for activations without a closed form. For :math:`
 with :math:`\rho = C/\sqrt{AB}`. The integrals are truncated to :math:`|z| \le L` (the Gaussian mass
 outside is below :math:`10^{-19}` for the default :math:`L = 9.5`) and split at the points where
 :math:`f` or :math:`g` has a kink, so that Gauss-Legendre on each piece converges exponentially
-even for ReLU-like functions. Everything is vectorised over the leading axis of the parameters.
+even for ReLU-like functions (:func:`gauss_nodes` gives the nodes). Everything is vectorised over
+the leading axis of the parameters.
+
+The other Gaussian primitives of mflib live here too, once each: the arc-cosine pair expectation
+(:func:`arccos1`), normalised Hermite coefficients (:func:`hermite_coefficients` by quadrature,
+:func:`relu_hermite` in closed form for :math:`\mathrm{relu}(sz + b)`), Gram matrices by Mehler's
+formula (:func:`mehler_gram`), and the law of the cosine of two uniform directions
+(:func:`cosine_rule`, :func:`cosine_moments`).
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from __future__ import annotations
 from functools import lru_cache
 from math import atan2 as _atan2
 from math import cos as _cos
+from math import factorial
 from math import pi as _PI
 from math import sin as _sin
 from math import sqrt as _sqrt
@@ -28,12 +36,16 @@ from typing import NamedTuple
 
 import numpy as np
 from numba import njit
+from scipy import special
+
+from .validation import as_array, check_int
 
 L_DEFAULT = 9.5
 # Fixed break points: Gauss-Legendre on shorter pieces copes with activations (tanh, sigmoid) whose
 # poles in the complex plane sit close to the real axis when the scale sqrt(A) is large.
 _FIXED = np.array([-6.0, -3.0, -1.5, 0.0, 1.5, 3.0, 6.0])
 _INV_SQRT_2PI = 1.0 / np.sqrt(2.0 * np.pi)
+_SQRT_2PI = np.sqrt(2.0 * np.pi)
 _INV_2PI = 1.0 / (2.0 * np.pi)
 
 
@@ -167,13 +179,61 @@ def _breaks(kinks, scale, shift):
     return np.where(np.isfinite(z), z, 1e300)
 
 
+def gauss_nodes(kinks, scale, shift=0.0, n: int = 20, L: float = L_DEFAULT, extra=None):
+    r"""Kink-aware Gauss-Legendre nodes for :math:`E[f(\mathrm{shift} + \mathrm{scale}\,z)]`,
+    :math:`z\sim\mathcal N(0, 1)`: the rule of :func:`gauss_expect`, for callers that reuse the nodes
+    (several functions of the same :math:`z`, Hermite moments).
+
+    :math:`[-L, L]` is split at the points :math:`z` where ``shift + scale * z`` hits a kink, at
+    the fixed points :math:`0, \pm1.5, \pm3, \pm6` and at ``extra``, and each piece gets ``n``
+    Gauss-Legendre nodes; then
+
+    .. math::
+
+        E[f(\mathrm{shift} + \mathrm{scale}\,z)] pprox
+        \sum_q \mathrm{weights}_q\, f(\mathrm{shift} + \mathrm{scale}\, z_q)\,
+        rac{e^{-z_q^2/2}}{\sqrt{2\pi}}
+
+    (the Gaussian density is left to the caller; the weights are Legendre weights times the
+    half-lengths of the pieces).
+
+    Parameters
+    ----------
+    kinks : sequence of float
+        Points where the integrand is not smooth, in the variable ``shift + scale * z``.
+    scale : array (P,) or (P, S)
+        Standard deviations; with S columns, the kinks are placed for each of S functions of the
+        same :math:`z` (e.g. :math:`f(s_1 z)\,g(s_2 z)`). A zero scale contributes no kink point.
+    shift : float or array (P,)
+        Means (shared by the S columns).
+    n : int
+        Nodes per piece.
+    L : float
+        Truncation :math:`|z|\le L`.
+    extra : array (P, E), optional
+        Further break points in :math:`z`.
+
+    Returns
+    -------
+    z, weights : arrays (P, Q)
+    """
+    scale = np.asarray(scale, dtype=float)
+    P = scale.shape[0]
+    cols = scale.reshape(P, -1)
+    shift = np.broadcast_to(np.asarray(shift, dtype=float), (P,))
+    br = [_breaks(kinks, cols[:, k], shift) for k in range(cols.shape[1])]
+    if extra is not None:
+        br.append(extra)
+    br.append(np.broadcast_to(_FIXED, (P, _FIXED.size)))
+    return _segments(np.concatenate(br, axis=1), L, n)
+
+
 def gauss_expect(f, kinks, A, m=0.0, n: int = 20, L: float = L_DEFAULT) -> np.ndarray:
     r""":math:`E[f(u)]`, :math:`u \sim \mathcal N(m, A)`, for arrays ``A`` (P,) and ``m``."""
     A = np.atleast_1d(np.asarray(A, dtype=float))
     m = np.broadcast_to(np.asarray(m, dtype=float), A.shape)
     s = np.sqrt(A)
-    br = np.concatenate([_breaks(kinks, s, m), np.broadcast_to(_FIXED, (A.size, _FIXED.size))], axis=1)
-    z, wz = _segments(br, L, n)
+    z, wz = gauss_nodes(kinks, s, m, n, L)
     vals = f(m[:, None] + s[:, None] * z)
     return np.sum(vals * wz * np.exp(-0.5 * z * z), axis=1) * _INV_SQRT_2PI
 
@@ -216,17 +276,215 @@ def _pair_chunk(f, g, kf, kg, A, B, C, m1, m2, n, L):
         width = np.where(np.abs(rho) > 0, q / np.abs(rho), 1e300)[:, None, None]
     near = (zg[:, :, None] + width * np.array([-8.0, -2.0, -0.5, 0.5, 2.0, 8.0])).reshape(P, -1)
     near = np.where(np.isfinite(near), near, 1e300)
-    br1 = np.concatenate([_breaks(kf, su, m1), zg, near, np.broadcast_to(_FIXED, (P, _FIXED.size))],
-                         axis=1)
-    z1, w1 = _segments(br1, L, n)                                     # (P, n1)
+    z1, w1 = gauss_nodes(kf, su, m1, n, L, extra=np.concatenate([zg, near], axis=1))   # (P, n1)
     fu = f(m1[:, None] + su[:, None] * z1) * w1 * np.exp(-0.5 * z1 * z1)   # (P, n1)
     # Inner variable z2 given z1: kinks of g at z2 = (k - m2 - sv rho z1) / (sv q).
     P1 = z1.shape[1]
     shift = (m2[:, None] + (sv * rho)[:, None] * z1).reshape(-1)
     scale = np.repeat(sv * q, P1)
-    br2 = np.concatenate([_breaks(kg, scale, shift), np.broadcast_to(_FIXED, (P * P1, _FIXED.size))],
-                         axis=1)
-    z2, w2 = _segments(br2, L, n)                                     # (P*n1, n2)
+    z2, w2 = gauss_nodes(kg, scale, shift, n, L)                      # (P*n1, n2)
     gv = g(shift[:, None] + scale[:, None] * z2) * w2 * np.exp(-0.5 * z2 * z2)
     inner = gv.sum(axis=1).reshape(P, P1)
     return np.sum(fu * inner, axis=1) / (2.0 * np.pi)
+
+
+# -- Hermite coefficients and Mehler's formula ------------------------------------------------------
+def hermite_coefficients(f, kinks, A, n_max: int, n_quad: int = 40) -> np.ndarray:
+    r"""Normalised Hermite coefficients :math:`c_n(A) = E[f(\sqrt A z)\,He_n(z)]/\sqrt{n!}`,
+    :math:`n = 0..n_{\max}`, by kink-aware Gauss-Legendre quadrature (:func:`gauss_nodes`).
+
+    With them, for a centred Gaussian pair of variances :math:`A, B` and correlation :math:`\varrho`,
+    Mehler's formula gives :math:`E[f(u)f(v)] = \sum_n c_n(A)c_n(B)\varrho^n` (:func:`mehler_gram`).
+
+    Parameters
+    ----------
+    f : callable
+        Vectorised function (e.g. an activation's ``sigma``).
+    kinks : sequence of float
+        Its kinks.
+    A : array, shape (P,)
+        Variances, >= 0.
+    n_max : int >= 0
+    n_quad : int
+        Gauss-Legendre nodes per piece.
+
+    Returns
+    -------
+    c : array, shape (P, n_max + 1)
+    """
+    A = as_array(A, "A", ndim=1)
+    if np.any(A < 0):
+        raise ValueError("A must be >= 0 (variances)")
+    n_max = check_int(n_max, "n_max", minimum=0)
+    out = np.zeros((A.size, n_max + 1))
+    s = np.sqrt(A)
+    pos = s > 0
+    out[~pos, 0] = float(f(np.zeros(1))[0])
+    if not pos.any():
+        return out
+    sp = s[pos]
+    z, wz = gauss_nodes(kinks, sp, 0.0, n_quad)
+    vals = f(sp[:, None] * z) * wz * np.exp(-0.5 * z * z) / _SQRT_2PI
+    h_prev, h = np.ones_like(z), z.copy()
+    res = np.empty((sp.size, n_max + 1))
+    res[:, 0] = vals.sum(axis=1)
+    for n in range(1, n_max + 1):
+        res[:, n] = np.sum(vals * h, axis=1)
+        h_prev, h = h, (z * h - np.sqrt(n) * h_prev) / np.sqrt(n + 1)
+    out[pos] = res
+    return out
+
+
+def _hermite_norm(x, n_max):
+    """He_n(x)/sqrt(n!) for n = 0..n_max, shape x.shape + (n_max + 1,)."""
+    out = np.empty(x.shape + (n_max + 1,))
+    out[..., 0] = 1.0
+    if n_max >= 1:
+        out[..., 1] = x
+    for n in range(1, n_max):
+        out[..., n + 1] = (x * out[..., n] - np.sqrt(n) * out[..., n - 1]) / np.sqrt(n + 1)
+    return out
+
+
+def relu_hermite(s, b, n_max: int):
+    r"""Closed-form Hermite coefficients of a ReLU with bias,
+    :math:`h_n(s, b) = E[\mathrm{relu}(sz + b)He_n(z)]/\sqrt{n!}`, and their derivatives
+    :math:`\partial_s h_n`, :math:`\partial_b h_n`, for :math:`n\le n_{\max}`.
+
+    With :math:`\beta = b/s`, :math:`h_0 = s\varphi(\beta) + b\Phi(\beta)`,
+    :math:`h_1 = s\Phi(\beta)`, :math:`h_n = s\,He_{n-2}(-\beta)\varphi(\beta)/\sqrt{n!}` for
+    :math:`n\ge2`; with :math:`e_0 = \Phi(\beta)`, :math:`e_n = He_{n-1}(-\beta)\varphi(\beta)`,
+    :math:`\sqrt{n!}\,\partial_b h_n = e_n` and
+    :math:`\sqrt{n!}\,\partial_s h_n = e_{n+1} + n e_{n-1}`. For :math:`b = 0` these are the
+    :func:`hermite_coefficients` of ReLU at :math:`A = s^2`.
+
+    Returns three arrays of shape ``s.shape + (n_max + 1,)``; ``s`` > 0.
+    """
+    s = np.asarray(s, dtype=float)
+    b = np.asarray(b, dtype=float)
+    beta = b / s
+    phi = np.exp(-0.5 * beta**2) * _INV_SQRT_2PI
+    Phi = special.ndtr(beta)
+    He = _hermite_norm(-beta, n_max + 1)           # He_k(-beta)/sqrt(k!), k <= n_max + 1
+    n = np.arange(n_max + 2)
+    sqf = np.sqrt([float(factorial(k)) for k in range(n_max + 2)])
+    # e_k = E[H(sz+b) He_k(z)], k = 0..n_max+1 (unnormalised).
+    e = np.empty(beta.shape + (n_max + 2,))
+    e[..., 0] = Phi
+    e[..., 1:] = He[..., :-1] * sqf[:-1] * phi[..., None]
+    h = np.empty(beta.shape + (n_max + 1,))
+    h[..., 0] = s * phi + b * Phi
+    if n_max >= 1:
+        h[..., 1] = s * Phi
+    if n_max >= 2:
+        h[..., 2:] = (s * phi)[..., None] * He[..., : n_max - 1] * sqf[: n_max - 1] / sqf[2: n_max + 1]
+    db = e[..., : n_max + 1] / sqf[: n_max + 1]
+    em1 = np.concatenate([np.zeros(beta.shape + (1,)), e[..., :n_max]], axis=-1)
+    ds = (e[..., 1: n_max + 2] + n[: n_max + 1] * em1) / sqf[: n_max + 1]
+    return h, ds, db
+
+
+MEHLER_RHO_MAX = 0.95
+"""Correlations above this (in absolute value) leave Mehler's series for the 2-D quadrature."""
+
+
+def mehler_gram(f, kinks, c, A, C, m=0.0, diag=None) -> np.ndarray:
+    r"""Gram matrix :math:`K_{ij} = E[f(u_i + m_i)\,f(u_j + m_j)]` for a centred Gaussian vector
+    :math:`u` with :math:`\operatorname{Var}u_i = A_i`, :math:`\operatorname{Cov}(u_i, u_j) = C_{ij}`.
+
+    Off the diagonal, Mehler's formula truncated at :math:`n_{\max}`,
+
+    .. math::
+
+        K_{ij} = \sum_{n\le n_{\max}} c_{in}\,c_{jn}\,\varrho_{ij}^n,\qquad
+        \varrho_{ij} = C_{ij}/\sqrt{A_iA_j},
+
+    summed by Horner's rule in :math:`\varrho` (no (N, N, n) array), where :math:`c_{i\cdot}` are
+    the normalised Hermite coefficients of :math:`z\mapsto f(\sqrt{A_i}z + m_i)`
+    (:func:`hermite_coefficients`, or :func:`relu_hermite` for a ReLU with bias). The pairs with
+    :math:`|\varrho| >` :data:`MEHLER_RHO_MAX` (0.95), where the truncated series converges slowly,
+    use the 2-D quadrature :func:`gauss_expect_pair`; the diagonal is ``diag`` (default
+    :math:`E[f(u_i + m_i)^2]` by :func:`gauss_expect`). Cost :math:`O(N^2 n_{\max})`.
+
+    Parameters
+    ----------
+    f, kinks : callable, sequence of float
+        The function and its kinks.
+    c : array (N, n_max + 1)
+    A : array (N,)
+    C : array (N, N)
+    m : float or array (N,)
+        Means.
+    diag : array (N,), optional
+    """
+    c = np.asarray(c, dtype=float)
+    A = np.asarray(A, dtype=float)
+    C = np.asarray(C, dtype=float)
+    N, n_max = c.shape[0], c.shape[1] - 1
+    m = np.broadcast_to(np.asarray(m, dtype=float), (N,))
+    s = np.sqrt(A)
+    sq = np.outer(s, s)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rho = np.clip(np.where(sq > 0, C / sq, 0.0), -1.0, 1.0)
+    K = np.outer(c[:, n_max], c[:, n_max])
+    for n in range(n_max - 1, -1, -1):
+        K *= rho
+        K += np.outer(c[:, n], c[:, n])
+    if diag is None:
+        diag = gauss_expect(lambda u: f(u) ** 2, kinks, A, m)
+    np.fill_diagonal(K, diag)
+    hi = np.abs(rho) > MEHLER_RHO_MAX
+    np.fill_diagonal(hi, False)
+    if hi.any():
+        i, j = np.nonzero(hi)
+        K[i, j] = gauss_expect_pair(f, f, kinks, kinks, A[i], A[j], C[i, j], m1=m[i], m2=m[j])
+    return K
+
+
+# -- the cosine of two independent uniform directions ------------------------------------------------
+def cosine_rule(m: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    r"""Gauss-Jacobi rule for the cosine :math:`t = \langle u, u'\rangle` of two independent uniform
+    unit vectors of :math:`\mathbb R^m`.
+
+    For :math:`m\ge 2`, :math:`t` has density :math:`\propto (1-t^2)^{(m-3)/2}` on :math:`[-1, 1]`
+    and the rule with ``n`` nodes integrates polynomials of degree :math:`2n-1` exactly. For
+    :math:`m = 1` the cosine is :math:`\pm1` with probability 1/2; for :math:`m = 0` (no such part)
+    the rule is the single node 0.
+
+    Parameters
+    ----------
+    m : int >= 0
+        Dimension of the subspace.
+    n : int >= 1
+        Number of nodes (ignored for m <= 1).
+
+    Returns
+    -------
+    t, weights : arrays, shape (n,)
+        Nodes in :math:`[-1, 1]`, exactly symmetric, and positive weights summing to 1.
+    """
+    m = check_int(m, "m", minimum=0)
+    n = check_int(n, "n", minimum=1)
+    if m == 0:
+        return np.zeros(1), np.ones(1)
+    if m == 1:
+        return np.array([-1.0, 1.0]), np.array([0.5, 0.5])
+    a = 0.5 * (m - 3)
+    t, w = special.roots_jacobi(n, a, a)
+    t = 0.5 * (t - t[::-1])          # exact symmetry t_k = -t_{n-1-k}
+    w = 0.5 * (w + w[::-1])
+    return t, w / w.sum()
+
+
+def cosine_moments(m: int, k_max: int) -> np.ndarray:
+    r""":math:`E[t^k]`, :math:`k = 0..k_{\max}`, for the cosine of :func:`cosine_rule`, in closed
+    form: odd moments vanish and :math:`E[t^{2k}] = \prod_{j<k}(2j+1)/(m+2j)`."""
+    m = check_int(m, "m", minimum=0)
+    k_max = check_int(k_max, "k_max", minimum=0)
+    out = np.zeros(k_max + 1)
+    out[0] = 1.0
+    if m == 0:
+        return out
+    for k in range(2, k_max + 1, 2):
+        out[k] = out[k - 2] * (k - 1) / (m + k - 2)
+    return out

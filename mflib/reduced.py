@@ -14,7 +14,8 @@ only rescales), here the bias and the output weight make the dynamics genuinely 
 
 With :math:`s_\pm = (1\pm\Delta)r` (isotropic case) the standard deviation of
 :math:`\langle w, x\rangle` in class :math:`\pm` and
-:math:`h_n(s, b) = E[\mathrm{relu}(sz + b)He_n(z)]/\sqrt{n!}` (closed form below), Mehler's
+:math:`h_n(s, b) = E[\mathrm{relu}(sz + b)He_n(z)]/\sqrt{n!}` (closed form below,
+:func:`mflib.quadrature.relu_hermite`), Mehler's
 formula and the cosine moments :math:`\mu_n = E[t^n]` of two uniform directions give
 
 .. math::
@@ -39,7 +40,7 @@ Contents: :class:`ReducedABW` (potentials, gradients, risk, Heun particle dynami
 from __future__ import annotations
 
 from dataclasses import dataclass
-from math import comb, factorial
+from math import comb
 
 import numpy as np
 from numba import njit
@@ -47,48 +48,10 @@ from scipy import special
 
 from . import problems as _problems
 from . import progress as _progress
-from .pde import cosine_moments
+from . import quadrature as _quad
 from .validation import as_array, check_int, check_real, check_rng
 
 _INV_SQRT_2PI = 1.0 / np.sqrt(2.0 * np.pi)
-
-
-def _hermite_norm(x, n_max):
-    """He_n(x)/sqrt(n!) for n = 0..n_max, shape x.shape + (n_max + 1,)."""
-    out = np.empty(x.shape + (n_max + 1,))
-    out[..., 0] = 1.0
-    if n_max >= 1:
-        out[..., 1] = x
-    for n in range(1, n_max):
-        out[..., n + 1] = (x * out[..., n] - np.sqrt(n) * out[..., n - 1]) / np.sqrt(n + 1)
-    return out
-
-
-def relu_hermite(s, b, n_max: int):
-    r""":math:`h_n(s, b)`, :math:`\partial_s h_n`, :math:`\partial_b h_n` for :math:`n\le n_{\max}`,
-    arrays of shape ``s.shape + (n_max + 1,)``; ``s`` > 0."""
-    s = np.asarray(s, dtype=float)
-    b = np.asarray(b, dtype=float)
-    beta = b / s
-    phi = np.exp(-0.5 * beta**2) * _INV_SQRT_2PI
-    Phi = special.ndtr(beta)
-    He = _hermite_norm(-beta, n_max + 1)           # He_k(-beta)/sqrt(k!), k <= n_max + 1
-    n = np.arange(n_max + 2)
-    sqf = np.sqrt([float(factorial(k)) for k in range(n_max + 2)])
-    # e_k = E[H(sz+b) He_k(z)], k = 0..n_max+1 (unnormalised).
-    e = np.empty(beta.shape + (n_max + 2,))
-    e[..., 0] = Phi
-    e[..., 1:] = He[..., :-1] * sqf[:-1] * phi[..., None]
-    h = np.empty(beta.shape + (n_max + 1,))
-    h[..., 0] = s * phi + b * Phi
-    if n_max >= 1:
-        h[..., 1] = s * Phi
-    if n_max >= 2:
-        h[..., 2:] = (s * phi)[..., None] * He[..., : n_max - 1] * sqf[: n_max - 1] / sqf[2: n_max + 1]
-    db = e[..., : n_max + 1] / sqf[: n_max + 1]
-    em1 = np.concatenate([np.zeros(beta.shape + (1,)), e[..., :n_max]], axis=-1)
-    ds = (e[..., 1: n_max + 2] + n[: n_max + 1] * em1) / sqf[: n_max + 1]
-    return h, ds, db
 
 
 @dataclass
@@ -121,8 +84,9 @@ class ReducedABW:
         \bar U = \frac{aa'}2\sum_\pm\sum_{n,k\ \rm even}\binom nk\mu^{(s_0)}_k\mu^{(d-s_0)}_{n-k}\,
         \big[h_n(s_\pm,b)(c_\pm u)^kv^{n-k}\big]\big[h_n(s'_\pm,b')(c_\pm u')^kv'^{n-k}\big],
 
-    with :math:`\mu^{(m)}_k = E[t^k]` the cosine moments of :func:`mflib.pde.cosine_moments`. The
-    average over :math:`(t_1, t_2)` is thus the Gauss-Jacobi quadrature of :func:`mflib.pde.cosine_rule`
+    with :math:`\mu^{(m)}_k = E[t^k]` the cosine moments of :func:`mflib.quadrature.cosine_moments`.
+    The average over :math:`(t_1, t_2)` is thus the Gauss-Jacobi quadrature of
+    :func:`mflib.quadrature.cosine_rule`
     done exactly (a rule with :math:`n_{\max}/2 + 1` nodes per cosine integrates these polynomials
     exactly), and the interaction stays a sum of separable terms: :math:`M` particles cost
     :math:`O(M n_{\max}^2)`. :math:`\bar V = -\frac a2(h_0(s_+,b) - h_0(s_-,b))`. The velocities
@@ -150,8 +114,8 @@ class ReducedABW:
         self.n_max = check_int(n_max, "n_max", minimum=0)
         self.isotropic = problem.s0 == problem.d
         self.ncol = 3 if self.isotropic else 4
-        mu1 = cosine_moments(0 if limit else problem.s0, self.n_max)
-        mu2 = cosine_moments(0 if limit else problem.d - problem.s0, self.n_max)
+        mu1 = _quad.cosine_moments(0 if limit else problem.s0, self.n_max)
+        mu2 = _quad.cosine_moments(0 if limit else problem.d - problem.s0, self.n_max)
         self.mu = mu1
         pairs = [(n, k, comb(n, k) * mu1[k] * mu2[n - k]) for n in range(0, self.n_max + 1, 2)
                  for k in range(0, n + 1, 2) if mu1[k] * mu2[n - k] > 0]
@@ -176,7 +140,7 @@ class ReducedABW:
         r2 = P[:, 3] if P.shape[1] == 4 else np.zeros_like(r1)
         c = self.c
         s = np.sqrt((c * r1[:, None]) ** 2 + r2[:, None] ** 2)       # (M, 2)
-        h, hs, hb = relu_hermite(s, b[:, None], self.n_max)
+        h, hs, hb = _quad.relu_hermite(s, b[:, None], self.n_max)
         cu, v = (c * r1[:, None]) / s, r2[:, None] / s
         p = np.arange(self.n_max + 3)
         cup, vp = cu[..., None] ** p, v[..., None] ** p              # (M, 2, n_max + 3)
@@ -287,41 +251,33 @@ class ReducedABW:
                            snapshots=np.array(snaps) if snapshots else None)
 
 
+def _relu(u):
+    return np.maximum(u, 0)
+
+
 def risk_abw(problem, a, b, W, n_max: int = 40) -> float:
     r"""Exact population risk of :math:`f_N(x) = \frac1N\sum_i a_i\mathrm{relu}(\langle w_i,x\rangle+b_i)`
     on :class:`~mflib.problems.AnisotropicGaussians` (any :math:`s_0`).
 
     Pairs use Mehler's series with :math:`n_{\max}` terms when their correlation is at most 0.95
-    (error below :math:`10^{-9}`); the diagonal uses the closed form
+    (error below :math:`10^{-9}`; :func:`mflib.quadrature.mehler_gram`); the diagonal uses the closed form
     :math:`E\,\mathrm{relu}(sz+b)^2 = (s^2+b^2)\Phi(\beta) + bs\varphi(\beta)`, and the rare pairs with
     larger correlation a 2-D quadrature."""
     W = as_array(W, "W", ndim=2)
     N = W.shape[0]
     a = as_array(a, "a", shape=(N,))
     b = as_array(b, "b", shape=(N,))
-    from . import quadrature as _quad
     V = np.zeros(N)
     Usum = 0.0
     for (p, cov), sgn in zip(problem.components, (1.0, -1.0), strict=True):
         A = np.einsum("ij,ij->i", W * cov, W)
         s = np.sqrt(A)
-        h, _, _ = relu_hermite(s, b, n_max)
+        h, _, _ = _quad.relu_hermite(s, b, n_max)
         V -= 0.5 * sgn * a * h[:, 0]
         C = (W * cov) @ W.T
-        rho = np.clip(C / np.outer(s, s), -1.0, 1.0)
-        K = np.outer(h[:, n_max], h[:, n_max])            # Horner in rho: no (N, N, n) array
-        for n in range(n_max - 1, -1, -1):
-            K *= rho
-            K += np.outer(h[:, n], h[:, n])
         beta = b / s
         diag = (A + b**2) * special.ndtr(beta) + b * s * np.exp(-0.5 * beta**2) * _INV_SQRT_2PI
-        np.fill_diagonal(K, diag)
-        hi = np.abs(rho) > 0.95
-        np.fill_diagonal(hi, False)
-        if hi.any():
-            i, j = np.nonzero(hi)
-            K[i, j] = _quad.gauss_expect_pair(lambda u: np.maximum(u, 0), lambda u: np.maximum(u, 0),
-                                              (0.0,), (0.0,), A[i], A[j], C[i, j], m1=b[i], m2=b[j])
+        K = _quad.mehler_gram(_relu, (0.0,), h, A, C, m=b, diag=diag)
         Usum += p * (a @ K @ a)
     return float(problem.Ey2 + 2.0 * V.sum() / N + Usum / N**2)
 

@@ -55,9 +55,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import roots_jacobi
 
-from . import activations as _act
+from .pde import ReducedAnisotropic
 from .problems import AnisotropicGaussians, Problem
 from .validation import as_array, check_int, check_real
 
@@ -302,7 +301,7 @@ class Dictionary:
 
     def coords(self, W) -> np.ndarray:
         """Coordinates of neurons ``W`` (N, d) in the dictionary's space: ``W`` or its radii (N, 2)."""
-        W = self.problem._W(W)
+        W = self.problem.check_weights(W)
         return W if self.kind == "explicit" else self.problem.radii(W)
 
     def cross_U(self, W) -> np.ndarray:
@@ -311,10 +310,10 @@ class Dictionary:
         For a reduced atom this is the average over its directions, which depends on :math:`w_i`
         only through its radii.
         """
-        W = self.problem._W(W)
+        W = self.problem.check_weights(W)
         if self.kind == "explicit":
             return self.problem.U(W, self.atoms)
-        return _reduced_U(self.problem, self.problem.radii(W), self.atoms, self.n_quad)
+        return _reduced(self.problem, self.n_quad).UBar(self.problem.radii(W), self.atoms)
 
 
 def _check_problem(problem) -> Problem:
@@ -329,77 +328,16 @@ def explicit_dictionary(problem: Problem, W) -> Dictionary:
     :math:`V_j = V(w_j)`, :math:`U_{ij} = U(w_i, w_j)` from the problem's exact formulas.
     """
     problem = _check_problem(problem)
-    W = problem._W(W)
+    W = problem.check_weights(W)
     U = problem.U(W)
     return Dictionary(problem=problem, atoms=W.copy(), V=problem.V(W), U=0.5 * (U + U.T),
                       sq_norm=np.einsum("ij,ij->i", W, W), Ey2=float(problem.Ey2), kind="explicit")
 
 
-def _sphere_rule(s: int, n: int):
-    r"""Nodes and probabilities of :math:`t = \langle u, u'\rangle`, :math:`u, u'` independent uniform
-    on :math:`S^{s-1}`: density :math:`\propto (1-t^2)^{(s-3)/2}` (Gauss-Jacobi, :math:`s\ge 2`);
-    :math:`t = \pm 1` with probability 1/2 for :math:`s = 1`; :math:`t = 0` (no such block) for s = 0."""
-    if s == 0:
-        return np.zeros(1), np.ones(1)
-    if s == 1:
-        return np.array([-1.0, 1.0]), np.array([0.5, 0.5])
-    a = 0.5 * (s - 3)
-    t, w = roots_jacobi(n, a, a)
-    return t, w / w.sum()
-
-
-def _rep_vectors(problem: AnisotropicGaussians, R, T1=None, T2=None) -> np.ndarray:
-    """Weight vectors in R^d with radii R (m, 2) and, if given, cosines T1, T2 (m,) to e_1, e_{s0+1}."""
-    d, s0 = problem.d, problem.s0
-    m = R.shape[0]
-    W = np.zeros((m, d))
-    t1 = np.ones(m) if T1 is None else T1
-    t2 = np.ones(m) if T2 is None else T2
-    W[:, 0] = R[:, 0] * t1
-    if s0 >= 2:
-        W[:, 1] = R[:, 0] * np.sqrt(np.maximum((1.0 - t1) * (1.0 + t1), 0.0))
-    if d - s0 >= 1:
-        W[:, s0] = R[:, 1] * t2
-    if d - s0 >= 2:
-        W[:, s0 + 1] = R[:, 1] * np.sqrt(np.maximum((1.0 - t2) * (1.0 + t2), 0.0))
-    return W
-
-
-def _reduced_U(problem: AnisotropicGaussians, Ra, Rb, n_quad: int, chunk: int = 2_000_000) -> np.ndarray:
-    r"""Direction-averaged interaction between radii ``Ra`` (m, 2) and atoms ``Rb`` (n, 2), (m, n).
-
-    :math:`\bar U(a, b) = E_{t_1,t_2}\,U\big(w_a, w_b(t_1, t_2)\big)`, :math:`t_1,t_2` the cosines of
-    independent uniform directions in :math:`V` and :math:`V^\perp`. For ReLU (positively
-    1-homogeneous) :math:`U(rw, r'w') = rr'U(w, w')`, so the average is computed once per pair of
-    angles :math:`\arctan(r_2/r_1)` and scaled.
-    """
-    t1, q1 = _sphere_rule(problem.s0, n_quad)
-    t2, q2 = _sphere_rule(problem.d - problem.s0, n_quad)
-    T1, T2 = (x.ravel() for x in np.meshgrid(t1, t2, indexing="ij"))
-    Qw = np.outer(q1, q2).ravel()
-    homog = problem.activation is _act.relu
-    if homog:
-        na, nb = np.hypot(Ra[:, 0], Ra[:, 1]), np.hypot(Rb[:, 0], Rb[:, 1])
-        ang_a = np.arctan2(Ra[:, 1], Ra[:, 0])
-        ang_b = np.arctan2(Rb[:, 1], Rb[:, 0])
-        ua, ia = np.unique(np.round(ang_a, 13), return_inverse=True)
-        ub, ib = np.unique(np.round(ang_b, 13), return_inverse=True)
-        A = np.stack([np.cos(ua), np.sin(ua)], axis=1)
-        B = np.stack([np.cos(ub), np.sin(ub)], axis=1)
-    else:
-        A, B = Ra, Rb
-    Wa = _rep_vectors(problem, A)
-    out = np.empty((A.shape[0], B.shape[0]))
-    nq = Qw.size
-    step = max(1, chunk // max(nq * A.shape[0], 1))
-    for s in range(0, B.shape[0], step):
-        Bs = B[s:s + step]
-        Wb = _rep_vectors(problem, np.repeat(Bs, nq, axis=0), np.tile(T1, Bs.shape[0]),
-                          np.tile(T2, Bs.shape[0]))
-        out[:, s:s + step] = (problem.U(Wa, Wb).reshape(A.shape[0], Bs.shape[0], nq) * Qw).sum(axis=2)
-    if homog:
-        out = na[:, None] * nb[None, :] * out[np.ix_(ia.ravel(), ib.ravel())]
-    return out
+def _reduced(problem: AnisotropicGaussians, n_quad: int):
+    """Reduced potentials of the problem with ``n_quad`` Gauss-Jacobi nodes per sphere; a
+    non-ReLU activation gets the direct sum of its pair quadrature (no truncated series)."""
+    return ReducedAnisotropic(problem, n_cos=(n_quad, n_quad), n_hermite=None)
 
 
 def reduced_dictionary(problem: AnisotropicGaussians, R, n_quad: int = 16) -> Dictionary:
@@ -418,7 +356,9 @@ def reduced_dictionary(problem: AnisotropicGaussians, R, n_quad: int = 16) -> Di
     the expectation over independent directions, which only involves the cosines
     :math:`t_k = \langle u_k, u_k'\rangle` with density :math:`\propto(1 - t^2)^{(s-3)/2}` on
     :math:`[-1, 1]` (:math:`s = s_0` or :math:`d - s_0`); it is integrated by Gauss-Jacobi quadrature
-    with ``n_quad`` nodes per sphere (exact: :math:`t = \pm1` for a sphere :math:`S^0`).
+    with ``n_quad`` nodes per sphere (exact: :math:`t = \pm1` for a sphere :math:`S^0`): the
+    :math:`\bar U` of :class:`mflib.pde.ReducedAnisotropic` (for ReLU, which is positively
+    homogeneous, evaluated once per pair of directions and scaled).
 
     Parameters
     ----------
@@ -439,8 +379,9 @@ def reduced_dictionary(problem: AnisotropicGaussians, R, n_quad: int = 16) -> Di
     if problem.d == problem.s0 and np.any(R[:, 1] != 0):
         raise ValueError("R[:, 1] must be 0 when d == s0 (there is no orthogonal complement)")
     n_quad = check_int(n_quad, "n_quad", minimum=2)
-    U = _reduced_U(problem, R, R, n_quad)
-    V = problem.V(_rep_vectors(problem, R))
+    red = _reduced(problem, n_quad)
+    U = red.UBar(R)
+    V = problem.V(red.embed(R))
     return Dictionary(problem=problem, atoms=R.copy(), V=V, U=0.5 * (U + U.T),
                       sq_norm=np.einsum("ij,ij->i", R, R), Ey2=float(problem.Ey2), kind="reduced",
                       n_quad=n_quad)
@@ -530,7 +471,7 @@ class StaticsResult:
     def Psi_at(self, W) -> np.ndarray:
         r""":math:`\Psi_{\lambda_{\rm wd}}(w_i;\rho^*)` at arbitrary neurons ``W`` (N, d), shape (N,)."""
         D = self.dictionary
-        W = D.problem._W(W)
+        W = D.problem.check_weights(W)
         S = self.support
         return (D.problem.V(W) + 0.5 * self.lam * np.einsum("ij,ij->i", W, W)
                 + D.cross_U(W)[:, S] @ self.p[S])
@@ -628,7 +569,7 @@ def compare(result: StaticsResult, W) -> Comparison:
     if not isinstance(result, StaticsResult):
         raise TypeError(f"result must be an mflib.statics.StaticsResult, got {type(result).__name__}")
     D = result.dictionary
-    W = D.problem._W(W)
+    W = D.problem.check_weights(W)
     N = W.shape[0]
     S, pS = result.support, result.p[result.support]
     sq = np.einsum("ij,ij->i", W, W)
@@ -675,7 +616,7 @@ def certificate(dictionary: Dictionary, W, lam: float = 0.0) -> float:
         raise TypeError(f"dictionary must be an mflib.statics.Dictionary, got {type(dictionary).__name__}")
     lam = check_real(lam, "lam", low=0.0)
     D = dictionary
-    W = D.problem._W(W)
+    W = D.problem.check_weights(W)
     sq = np.einsum("ij,ij->i", W, W)
     psi_particles = D.problem.Psi(W, W) + 0.5 * lam * sq
     psi_atoms = D.V + 0.5 * lam * D.sq_norm + D.cross_U(W).mean(axis=0)

@@ -5,7 +5,6 @@ and its Gibbs fixed point, and every validation path."""
 
 import numpy as np
 import pytest
-from scipy import special
 
 import mflib as mf
 from mflib import pde
@@ -16,69 +15,6 @@ Z = 5.0  # Monte Carlo tolerance: Z standard errors
 @pytest.fixture
 def rng():
     return np.random.default_rng(20261124)
-
-
-def random_unit(rng, n, m):
-    G = rng.standard_normal((n, m))
-    return G / np.linalg.norm(G, axis=1, keepdims=True)
-
-
-# ---------------------------------------------------------------------------------------------
-# Cosine rule, Hermite coefficients
-# ---------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("m", [2, 3, 7, 60])
-def test_cosine_rule_moments(m):
-    assert np.allclose(pde.cosine_moments(m, 18)[2::2],
-                       [np.prod([(2 * j + 1) / (m + 2 * j) for j in range(k)]) for k in range(1, 10)])
-    t, w = pde.cosine_rule(m, 10)
-    assert abs(w.sum() - 1) < 1e-14 and np.all(w > 0) and np.all(np.abs(t) < 1)
-    # E t^{2k} for the cosine of two uniform directions in R^m: prod_{j<k} (2j+1)/(m+2j).
-    for k in range(1, 10):
-        exact = np.prod([(2 * j + 1) / (m + 2 * j) for j in range(k)])
-        assert abs(np.sum(w * t ** (2 * k)) - exact) < 1e-13 * max(1, exact) + 1e-16
-        assert abs(np.sum(w * t ** (2 * k - 1))) < 1e-15
-
-
-def test_cosine_rule_against_monte_carlo(rng):
-    m = 5
-    u, v = random_unit(rng, 200_000, m), random_unit(rng, 200_000, m)
-    c = np.sum(u * v, axis=1)
-    t, w = pde.cosine_rule(m, 8)
-    for f in (np.exp, lambda x: np.cos(3 * x), lambda x: x**2 * np.sin(x + 1)):
-        s = f(c)
-        assert abs(np.sum(w * f(t)) - s.mean()) < Z * s.std() / np.sqrt(s.size)
-
-
-def test_cosine_rule_degenerate_dimensions():
-    t, w = pde.cosine_rule(1, 5)
-    assert np.allclose(t, [-1, 1]) and np.allclose(w, [0.5, 0.5])
-    t, w = pde.cosine_rule(0, 5)
-    assert np.allclose(t, [0]) and np.allclose(w, [1])
-
-
-def test_hermite_coefficients_relu_closed_form():
-    A = np.array([0.0, 0.3, 2.0])
-    c = pde.hermite_coefficients("relu", A, 6)
-    s = np.sqrt(A)
-    phi0 = 1 / np.sqrt(2 * np.pi)
-    # E[relu(s z) He_n(z)] / sqrt(n!) = s * He_{n-2}(0) phi(0) / sqrt(n!) for n >= 2.
-    exact = np.stack([s * phi0, s / 2, s * phi0 / np.sqrt(2), 0 * s, -s * phi0 / np.sqrt(24), 0 * s,
-                      3 * s * phi0 / np.sqrt(720)], axis=1)
-    assert np.allclose(c, exact, atol=1e-12)
-
-
-@pytest.mark.parametrize("act", ["truncated_relu", "sigmoid"])
-def test_mehler_series_matches_problem_U(rng, act):
-    p = mf.problems.AnisotropicGaussians(4, 4, 0.3, activation=act)
-    W = rng.standard_normal((3, 4)) * 0.7
-    A = np.sum(W**2, axis=1) * (1 + p.delta) ** 2
-    c = pde.hermite_coefficients(act, A, 60)
-    C = (W @ W.T) * (1 + p.delta) ** 2
-    rho = C / np.sqrt(np.outer(A, A))
-    mehler = np.einsum("in,jn,ijn->ij", c, c, rho[:, :, None] ** np.arange(61))
-    k = p._k(W, W, p.cov_plus)[0]
-    off = ~np.eye(3, dtype=bool)          # |rho| < 1 off the diagonal: the series converges fast
-    assert np.abs(mehler - k)[off].max() < 1e-6
 
 
 # ---------------------------------------------------------------------------------------------
@@ -156,20 +92,46 @@ def test_UBar_approaches_infinite_d_limit_at_rate_one_over_d():
 
 
 @pytest.mark.parametrize("act", ["truncated_relu", "sigmoid"])
-def test_separable_UBar_matches_direct_quadrature(rng, act):
+def test_separable_and_direct_UBar_match_the_gauss_jacobi_sum(rng, act):
     p = mf.problems.AnisotropicGaussians(12, 5, 0.5, activation=act)
     red = pde.ReducedAnisotropic(p, n_hermite=60, n_cos=(24, 24))
-    red.t1, red.w1 = pde.cosine_rule(5, 6)      # a coarse rule for the direct sum is enough:
-    red.t2, red.w2 = pde.cosine_rule(7, 6)      # the moments it misses are below 1e-7
+    # a coarse rule for the direct sum is enough: it misses moments below 1e-7
+    direct = pde.ReducedAnisotropic(p, n_hermite=None, n_cos=(6, 6))
     R = np.abs(rng.standard_normal((2, 2))) + 0.3
-    U = red.UBar(R)
-    # Direct: Gauss-Jacobi sum of the problem's own quadrature kernel over the cosines.
+    U, Ud = red.UBar(R), direct.UBar(R, R[::-1])
+    # Gauss-Jacobi sum of the problem's own quadrature kernel over the cosines, pair by pair.
+    T1, T2 = np.meshgrid(direct.t1, direct.t2, indexing="ij")
     for i in range(2):
         for j in range(2):
-            T1, T2 = np.meshgrid(red.t1, red.t2, indexing="ij")
-            vals = red.U_at_cosines(np.repeat(R[i:i + 1], T1.size, 0), np.repeat(R[j:j + 1], T1.size, 0),
-                                    T1.ravel(), T2.ravel())
-            assert abs(np.outer(red.w1, red.w2).ravel() @ vals - U[i, j]) < 1e-6
+            vals = direct.U_at_cosines(np.repeat(R[i:i + 1], T1.size, 0),
+                                       np.repeat(R[j:j + 1], T1.size, 0), T1.ravel(), T2.ravel())
+            s = np.outer(direct.w1, direct.w2).ravel() @ vals
+            assert abs(s - U[i, j]) < 1e-6
+            assert abs(s - Ud[i, 1 - j]) < 1e-15
+
+
+@pytest.mark.parametrize("d,s0", [(20, 10), (7, 1), (6, 6)])
+def test_relu_UBar_on_shared_directions_equals_the_sum_at_every_point(rng, d, s0):
+    """UBar (ReLU) evaluates the Gauss-Jacobi sum once per direction and scales by the norms; the
+    sum taken at every point (the compiled kernel called directly) agrees to round-off, on a polar
+    grid (many points per ray, the origin, both axes) and at random points."""
+    p = mf.problems.AnisotropicGaussians(d, s0, 0.5)
+    red = pde.ReducedAnisotropic(p, n_cos=(12, 12))
+    if s0 < d:
+        Ra = np.vstack([mf.statics.polar_grid(2.0, 7, 5), np.abs(rng.standard_normal((6, 2)))])
+    else:
+        Ra = np.stack([np.r_[0.0, np.abs(rng.standard_normal(8))], np.zeros(9)], axis=1)
+    Rb = Ra[rng.permutation(Ra.shape[0])[:10]] * 1.3
+
+    def every_point(R1, R2, sym):
+        return pde._relu_ubar(R1[:, 0].copy(), R1[:, 1].copy(), R2[:, 0].copy(), R2[:, 1].copy(),
+                              red.t1, red.w1, red.t2, red.w2, red.comp_p, red.comp_a, sym)
+
+    for U, ref in [(red.UBar(Ra), every_point(Ra, Ra, True)),
+                   (red.UBar(Ra, Rb), every_point(Ra, Rb, False))]:
+        assert np.abs(U - ref).max() < 4e-15 * np.abs(ref).max()
+    assert np.array_equal(red.UBar(Ra), red.UBar(Ra).T)
+    assert np.all(red.UBar(Ra)[0] == 0)            # the origin interacts with nothing
 
 
 def test_isotropic_relu_is_degenerate():
@@ -312,12 +274,6 @@ def test_gibbs_fixed_point_equation(fp):
 # ---------------------------------------------------------------------------------------------
 def test_validation_errors(small2d):
     p, red = small2d
-    with pytest.raises(ValueError, match="m must be"):
-        pde.cosine_rule(-1, 3)
-    with pytest.raises(ValueError, match="n must be"):
-        pde.cosine_rule(3, 0)
-    with pytest.raises(ValueError, match="A must be >= 0"):
-        pde.hermite_coefficients("relu", [-1.0], 3)
     with pytest.raises(TypeError, match="AnisotropicGaussians"):
         pde.ReducedAnisotropic(mf.problems.TeacherStudent(np.ones((1, 3))))
     with pytest.raises(ValueError, match="n_cos"):
@@ -367,29 +323,9 @@ def test_validation_errors(small2d):
         fp1.gibbs(damping=0.0)
 
 
-def test_special_function_sanity():
-    # Gauss-Jacobi weights of roots_jacobi integrate the Beta density's normalisation.
-    t, w = special.roots_jacobi(5, 1.5, 1.5)
-    assert abs(w.sum() - special.beta(2.5, 2.5) * 2**4) < 1e-12
-
-
 # ---------------------------------------------------------------------------------------------
 # theta = (a, b, w) in reduced coordinates (mflib.reduced)
 # ---------------------------------------------------------------------------------------------
-def test_relu_hermite_derivatives_and_mehler(rng):
-    from mflib import reduced
-    s, b = np.array([0.4, 1.3]), np.array([-0.5, 0.8])
-    h, ds, db = reduced.relu_hermite(s, b, 8)
-    e = 1e-6
-    assert np.allclose(ds, (reduced.relu_hermite(s + e, b, 8)[0] - reduced.relu_hermite(s - e, b, 8)[0])
-                       / (2 * e), atol=1e-8)
-    assert np.allclose(db, (reduced.relu_hermite(s, b + e, 8)[0] - reduced.relu_hermite(s, b - e, 8)[0])
-                       / (2 * e), atol=1e-8)
-    z = rng.standard_normal(400_000)
-    val = np.maximum(s[0] * z + b[0], 0) * (z**3 - 3 * z) / np.sqrt(6)
-    assert abs(val.mean() - h[0, 3]) < Z * val.std() / np.sqrt(z.size)
-
-
 def test_risk_abw_and_reduced_U_against_monte_carlo(rng):
     from mflib import reduced
     p = mf.problems.AnisotropicGaussians(10, 10, 0.6)

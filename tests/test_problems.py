@@ -185,6 +185,33 @@ def test_validation():
         mf.problems.TeacherStudent(np.ones((2, 2)), a_teacher=np.ones(3))
 
 
+def test_check_weights_and_init_weights():
+    for p in (mf.problems.AnisotropicGaussians(7, 3, 0.5),
+              mf.problems.TeacherStudent(np.ones((2, 7)), noise_std=0.1)):
+        W = np.arange(14.0).reshape(2, 7)
+        assert np.array_equal(p.check_weights(W.tolist()), W)
+        with pytest.raises(ValueError, match="W0 must have d = 7 columns"):
+            p.check_weights(np.ones((2, 6)), "W0")
+        with pytest.raises(ValueError, match="at least one row"):
+            p.check_weights(np.ones((0, 7)))
+        with pytest.raises(ValueError, match="W must be a 2-D array"):
+            p.check_weights(np.ones(7))
+        # init_weights is the written-out expression: the same draws, the same values, and the
+        # generator is left where that expression leaves it
+        g1, g2 = np.random.default_rng(5), np.random.default_rng(5)
+        W0 = p.init_weights(40, 0.8, g1)
+        assert np.array_equal(W0, g2.standard_normal((40, 7)) * 0.8 / np.sqrt(7))
+        assert np.array_equal(W0, 0.8 * np.random.default_rng(5).standard_normal((40, 7)) / np.sqrt(7))
+        assert g1.random() == g2.random()
+        assert np.array_equal(p.init_weights(3, 0.0, g1), np.zeros((3, 7)))
+        with pytest.raises(ValueError, match="N must be >= 1"):
+            p.init_weights(0, 0.8, g1)
+        with pytest.raises(ValueError, match="kappa must be >= 0"):
+            p.init_weights(3, -0.1, g1)
+        with pytest.raises(TypeError, match="numpy.random.Generator"):
+            p.init_weights(3, 0.8, 0)
+
+
 def test_exercise_ch2_bayes_risk(rng):
     """Exercise 2.1: the Bayes risk of the anisotropic Gaussians in d = s0 = 1, Delta = 0.5 is
     0.6911 (numerical integration in the solution); check it by Monte Carlo with E[y|x]."""

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import mflib as mf
-from mflib import pde, quadrature, reduced
+from mflib import quadrature, reduced
 
 Z = 5.0  # Monte Carlo tolerance: Z standard errors
 
@@ -60,8 +60,8 @@ def test_reduced_U_against_cosine_quadrature_and_directions(rng):
     P2 = np.array([[0.8, 0.2, 0.5, 0.9]])
     Ubar = red.U(P1, P2)[0, 0]
     # (i) Gauss-Jacobi in (t1, t2), exact pair expectation (with the biases) at every node.
-    t1, w1 = pde.cosine_rule(p.s0, 24)
-    t2, w2 = pde.cosine_rule(p.d - p.s0, 24)
+    t1, w1 = quadrature.cosine_rule(p.s0, 24)
+    t2, w2 = quadrature.cosine_rule(p.d - p.s0, 24)
     T1, T2 = (x.ravel() for x in np.meshgrid(t1, t2, indexing="ij"))
     wt = np.outer(w1, w2).ravel()
     (a, b, r1, r2), (a_, b_, q1, q2) = P1[0], P2[0]

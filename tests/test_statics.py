@@ -15,6 +15,38 @@ from mflib import statics as st
 Z = 5.0  # Monte Carlo tolerance in standard errors
 
 
+def rep_vectors(problem, R, T1=None, T2=None):
+    """Weight vectors in R^d with radii R (m, 2) and, if given, cosines T1, T2 (m,) to e_1, e_{s0+1}."""
+    d, s0 = problem.d, problem.s0
+    m = R.shape[0]
+    W = np.zeros((m, d))
+    t1 = np.ones(m) if T1 is None else T1
+    t2 = np.ones(m) if T2 is None else T2
+    W[:, 0] = R[:, 0] * t1
+    if s0 >= 2:
+        W[:, 1] = R[:, 0] * np.sqrt(np.maximum((1.0 - t1) * (1.0 + t1), 0.0))
+    if d - s0 >= 1:
+        W[:, s0] = R[:, 1] * t2
+    if d - s0 >= 2:
+        W[:, s0 + 1] = R[:, 1] * np.sqrt(np.maximum((1.0 - t2) * (1.0 + t2), 0.0))
+    return W
+
+
+def reduced_U_oracle(problem, Ra, Rb, n_quad):
+    """Direction-averaged U from the problem's own U on explicit vectors: for each pair of atoms, a
+    vector with radii Ra[i] along e_1, e_{s0+1} against vectors with radii Rb[j] at the Gauss-Jacobi
+    cosines (t1, t2) (the implementation statics had before it used ReducedAnisotropic.UBar)."""
+    t1, q1 = mf.quadrature.cosine_rule(problem.s0, n_quad)
+    t2, q2 = mf.quadrature.cosine_rule(problem.d - problem.s0, n_quad)
+    T1, T2 = (x.ravel() for x in np.meshgrid(t1, t2, indexing="ij"))
+    Qw = np.outer(q1, q2).ravel()
+    nq = Qw.size
+    Wa = rep_vectors(problem, Ra)
+    Wb = rep_vectors(problem, np.repeat(Rb, nq, axis=0), np.tile(T1, Rb.shape[0]),
+                     np.tile(T2, Rb.shape[0]))
+    return (problem.U(Wa, Wb).reshape(Ra.shape[0], Rb.shape[0], nq) * Qw).sum(axis=2)
+
+
 def random_qp(rng, n, rank=None):
     X = rng.standard_normal((rank or n, n))
     return 0.3 * rng.standard_normal(n), X.T @ X / X.shape[0]
@@ -194,8 +226,24 @@ def test_reduced_cross_matches_dictionary():
     p = mf.problems.AnisotropicGaussians(9, 4, 0.5)
     R = st.polar_grid(1.5, 3, 4)
     D = st.reduced_dictionary(p, R, n_quad=10)
-    W = st._rep_vectors(p, R)          # one neuron with each atom's radii
+    W = rep_vectors(p, R)          # one neuron with each atom's radii
     assert np.abs(D.cross_U(W) - D.U).max() < 1e-13
+
+
+@pytest.mark.parametrize("act,d,s0", [("relu", 20, 10), ("relu", 7, 1), ("relu", 6, 6),
+                                      ("relu", 3, 2), ("truncated_relu", 5, 2)])
+def test_reduced_dictionary_against_the_explicit_vector_oracle(rng, act, d, s0):
+    """D.U and cross_U (ReducedAnisotropic.UBar: compiled arc-cosine sum on shared directions, or
+    the direct sum of the pair quadrature) against U of explicit vectors at the same cosines."""
+    p = mf.problems.AnisotropicGaussians(d, s0, 0.5, activation=act)
+    n_r = 6 if act == "relu" else 2
+    R = st.polar_grid(1.8, n_r, 4) if s0 < d else np.stack([np.linspace(0, 1.8, 7), np.zeros(7)], 1)
+    D = st.reduced_dictionary(p, R, n_quad=10)
+    ref = reduced_U_oracle(p, R, R, 10)
+    assert np.abs(D.U - 0.5 * (ref + ref.T)).max() < 1e-14 * np.abs(ref).max()
+    W = rng.standard_normal((5, d)) / np.sqrt(d)
+    ref = reduced_U_oracle(p, p.radii(W), R, 10)
+    assert np.abs(D.cross_U(W) - ref).max() < 1e-14 * np.abs(ref).max()
 
 
 def test_compare_identity_and_certificate(rng):
@@ -304,7 +352,7 @@ def test_exercise_iid_sampling_excess(rng):
     w = np.array([0.7, 0.3])
     D = st.reduced_dictionary(p, R, n_quad=12)
     R_rho = D.Ey2 + 2 * w @ D.V + w @ D.U @ w
-    diag = np.diag(p.U(st._rep_vectors(p, R)))
+    diag = np.diag(p.U(rep_vectors(p, R)))
     predicted = R_rho + (w @ diag - w @ D.U @ w) / N
     atoms = rng.choice(2, size=(M, N), p=w)
     u1 = rng.standard_normal((M, N, s0))
