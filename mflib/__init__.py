@@ -26,6 +26,8 @@ losses        squared and cross-entropy losses and their derivatives, accuracy (
 plotting      the figures' house style: rate plots, particle histograms, neuron clouds; opt-in
               (no other module imports it, and it alone imports matplotlib)
 progress      progress bars for long runs, silenced by MFLIB_PROGRESS=0
+runs          the run skeleton of every time-stepping loop: record grid, recorder,
+              DivergenceError, BLAS thread limit
 validation    the input checks every public function shares
 """
 
@@ -53,6 +55,7 @@ _SUBMODULES = {
     "progress",
     "quadrature",
     "reduced",
+    "runs",
     "sgd",
     "statics",
     "transport",

@@ -56,7 +56,6 @@ trained variables with learning rate ``ds`` times the factor of :func:`time_fact
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -70,27 +69,12 @@ from . import datasets as _datasets
 from . import kernels as _kernels
 from . import network as _net
 from . import progress as _progress
-from .sgd import record_grid
+from . import runs as _runs
 from .validation import as_array, check_int, check_real, check_rng
 
 TRAINED = ("a_bar", "a")
 SCALINGS = _net.SCALINGS
 BLOWUP = 1e8
-
-
-def _single_thread():
-    """Run BLAS on one thread: the products here are thin (inner dimension d or n), and on a
-    shared 2-core machine a second BLAS thread mostly waits (measured 5-8x slower under load).
-    Uses threadpoolctl (pinned through scikit-learn) when present; a no-op otherwise."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
-
-
-class DivergenceError(FloatingPointError):
-    """Gradient descent produced NaN/inf or exploding weights (step ``ds`` too large)."""
 
 
 def _check_trained(trained):
@@ -234,7 +218,7 @@ def empirical_ntk(X, a_bar, W, scaling: str = "ntk", trained: str = "a_bar", Y=N
         Y = as_array(Y, "Y", ndim=2)
         if Y.shape[1] != X.shape[1]:
             raise ValueError(f"Y must have d = {X.shape[1]} columns to match X, got shape {Y.shape}")
-    with _single_thread():
+    with _runs.blas_threads(1):
         Sx, Dx = _features(X, W)
         Dxa = Dx * (c2 * a_bar**2)
         if Y is None:
@@ -362,7 +346,7 @@ def train(X, y, a_bar0, W0, scaling: str = "ntk", ds: float = 0.5, steps: int = 
         See the module docstring.
     record_every, n_log : int, optional
         Record every ``record_every`` steps or on ``n_log`` log-spaced steps (0 and ``steps``
-        always), as in :func:`mflib.sgd.record_grid`.
+        always), as in :func:`mflib.runs.record_grid`.
     X_test : array, shape (m, d), optional
         Also record :math:`h` there.
     track_kernel : bool
@@ -375,8 +359,9 @@ def train(X, y, a_bar0, W0, scaling: str = "ntk", ds: float = 0.5, steps: int = 
 
     Raises
     ------
-    DivergenceError
-        If the weights become non-finite or explode.
+    mflib.runs.DivergenceError
+        If the weights become non-finite or exceed ``BLOWUP`` times their initial scale
+        (checked after every step; the message names the step).
     """
     X, a_bar0, W0 = _check_params(X, a_bar0, W0)
     n, N = X.shape[0], W0.shape[0]
@@ -389,50 +374,41 @@ def train(X, y, a_bar0, W0, scaling: str = "ntk", ds: float = 0.5, steps: int = 
         X_test = as_array(X_test, "X_test", ndim=2)
         if X_test.shape[1] != X.shape[1]:
             raise ValueError(f"X_test must have d = {X.shape[1]} columns, got shape {X_test.shape}")
-    grid = record_grid(steps, record_every, n_log)
+    grid = _runs.record_grid(steps, record_every, n_log)
     g = gamma(N, scaling)
     c_a = 1.0 / (N * g * g)                      # rate for a_bar, both choices of `trained`
     c_w = c_a if trained == "a_bar" else 1.0 / N
     a, W = a_bar0.copy(), W0.copy()
     K0 = empirical_ntk(X, a, W, scaling, trained).K if track_kernel else None
-    scale = max(np.abs(W0).max(), np.abs(a_bar0).max(), 1.0)
+    limit = BLOWUP * max(np.abs(W0).max(), np.abs(a_bar0).max(), 1.0)
     gd = _GradientStep(X, y, N, g)
-    rec = {k: [] for k in ("risk", "h", "h_test", "dist", "ma", "mw", "ra", "rw", "kc")}
-    r_i = 0
-    with _progress.bar(steps, progress, desc="GD") as bar, _single_thread():
-        for k in range(steps + 1):
-            e, grad_a, grad_W = gd(a, W)          # residual h - y and the gradient of R_S
-            if r_i < grid.size and grid[r_i] == k:
-                if not (np.all(np.isfinite(W)) and np.all(np.isfinite(a))
-                        and max(np.abs(W).max(), np.abs(a).max()) < BLOWUP * scale):
-                    raise DivergenceError(f"gradient descent diverged by step {k} (s = {k * ds:.4g});"
-                                          f" try a smaller ds (now {ds:g})")
-                rec["risk"].append(0.5 * float(e @ e) / n)
-                rec["h"].append(y + e)
-                if X_test is not None:
-                    rec["h_test"].append(_net.forward(X_test, W, a=a, scaling=scaling))
-                da, dW = a - a_bar0, W - W0
-                dw2 = np.sum(dW * dW, axis=1)
-                rec["dist"].append(np.sqrt(g * g * float(da @ da) + float(dw2.sum())))
-                rec["ma"].append(np.abs(da).max())
-                rec["mw"].append(np.sqrt(dw2.max()))
-                rec["ra"].append(np.sqrt(np.mean(da * da)))
-                rec["rw"].append(np.sqrt(dw2.mean()))
-                if track_kernel:
-                    rec["kc"].append(np.linalg.norm(empirical_ntk(X, a, W, scaling, trained).K - K0))
-                r_i += 1
-            if k == steps:
-                break
-            a -= (ds * c_a) * grad_a
-            W -= (ds * c_w) * grad_W
-            bar.update()
-    ma = np.array(rec["ma"])
-    return Run(s=grid * ds, risk=np.array(rec["risk"]), h=np.array(rec["h"]),
-               h_test=np.array(rec["h_test"]) if X_test is not None else None,
-               dist=np.array(rec["dist"]), move_a=g * ma, move_a_bar=ma, move_w=np.array(rec["mw"]),
-               rms_a_bar=np.array(rec["ra"]), rms_w=np.array(rec["rw"]),
-               kernel_change=np.array(rec["kc"]) if track_kernel else None, a_bar=a, W=W,
-               gamma=g, time_factor=c_w)
+    state = gd(a, W)                              # residual h - y and the gradient of R_S
+    with _runs.Recorder(grid, ds, progress=progress, desc="GD", threshold=0, threads=1,
+                        where="gradient descent", advice=f"try a smaller ds (now {ds:g})") as rec:
+        for k0, k1 in rec.spans():
+            for k in range(k0, k1):
+                _, grad_a, grad_W = state
+                a -= (ds * c_a) * grad_a
+                W -= (ds * c_w) * grad_W
+                rec.check(W, a, limit=limit, step=k + 1)
+                state = gd(a, W)
+                rec.tick()
+            e = state[0]
+            da, dW = a - a_bar0, W - W0
+            dw2 = np.sum(dW * dW, axis=1)
+            rec.record(risk=0.5 * float(e @ e) / n, h=y + e,
+                       h_test=(_net.forward(X_test, W, a=a, scaling=scaling)
+                               if X_test is not None else None),
+                       dist=np.sqrt(g * g * float(da @ da) + float(dw2.sum())),
+                       ma=np.abs(da).max(), mw=np.sqrt(dw2.max()),
+                       ra=np.sqrt(np.mean(da * da)), rw=np.sqrt(dw2.mean()),
+                       kc=(np.linalg.norm(empirical_ntk(X, a, W, scaling, trained).K - K0)
+                           if track_kernel else None))
+    ma = rec.array("ma")
+    return Run(s=rec.t, risk=rec.array("risk"), h=rec.array("h"), h_test=rec.array("h_test"),
+               dist=rec.array("dist"), move_a=g * ma, move_a_bar=ma, move_w=rec.array("mw"),
+               rms_a_bar=rec.array("ra"), rms_w=rec.array("rw"), kernel_change=rec.array("kc"),
+               a_bar=a, W=W, gamma=g, time_factor=c_w)
 
 
 class _GradientStep:
@@ -517,7 +493,7 @@ def linearised(K0, h0, y, s, K0_test=None, h0_test=None, ds: float | None = None
     s = np.atleast_1d(as_array(s, "s"))
     if s.ndim != 1 or np.any(s < 0):
         raise ValueError("s must be a 1-D array of times >= 0")
-    with _single_thread():
+    with _runs.blas_threads(1):
         lam, V = np.linalg.eigh(0.5 * (K0 + K0.T))
     scale = float(np.abs(lam).max())
     if not np.isfinite(scale):
@@ -616,7 +592,7 @@ def ntk_predictor(X, y, X_test, trained: str = "a_bar", ridge: float = 0.0) -> n
         raise ValueError(f"X_test must have d = {X.shape[1]} columns, got shape {X_test.shape}")
     ridge = check_real(ridge, "ridge", low=0.0)
     K = limit_kernel(X, None, trained) + ridge * X.shape[0] * np.eye(X.shape[0])
-    with _single_thread():
+    with _runs.blas_threads(1):
         coef = _cho_solve(_cho_factor(K), y)
         return limit_kernel(X_test, X, trained) @ coef
 
@@ -896,7 +872,7 @@ def width_condition(n: int, d: int, lambda_S: float, R0: float, delta: float = 0
     return WidthCondition(N_min=float(N), terms=(float(t1), float(t2), float(t3)), C_d=Cd)
 
 
-__all__ = ["DivergenceError", "EmpiricalNTK", "Generalisation", "LambdaMin", "Linearised", "Run",
+__all__ = ["EmpiricalNTK", "Generalisation", "LambdaMin", "Linearised", "Run",
            "WidthCondition", "WidthSweep", "empirical_ntk", "gamma", "generalisation_curve", "init",
            "jacobian", "l1_moment", "lambda_min", "lambda_min_fluctuations",
            "limit_kernel", "linearised", "ntk_predictor", "output", "risk",

@@ -58,7 +58,7 @@ import numba
 import numpy as np
 
 from . import activations as _act
-from . import progress as _progress
+from . import runs as _runs
 from .problems import Problem
 from .validation import as_array, check_int, check_real, check_rng
 
@@ -66,10 +66,6 @@ CHUNK = 4096
 BLOWUP = 1e6   # |w| beyond this (times the initial scale) is treated as divergence
 BLOCK_ROWS = 64   # default samples per block of the fast engine (steps per block: BLOCK_ROWS // batch)
 _SUB_ROWS = 8     # rows per sub-block of the sequential kernel
-
-
-class DivergenceError(FloatingPointError):
-    """SGD produced NaN/inf or exploding weights."""
 
 
 @dataclass
@@ -90,22 +86,6 @@ class Trajectory:
     risk: np.ndarray
     W: np.ndarray
     snapshots: np.ndarray | None = None
-
-
-def record_grid(steps: int, record_every: int | None = None, n_log: int | None = None) -> np.ndarray:
-    """Sorted unique record steps in [0, steps]: every ``record_every`` steps, or ``n_log``
-    log-spaced ones, always including 0 and ``steps``."""
-    steps = check_int(steps, "steps", minimum=0)
-    if record_every is not None and n_log is not None:
-        raise ValueError("give record_every or n_log, not both")
-    if n_log is not None:
-        n_log = check_int(n_log, "n_log", minimum=2)
-        ks = np.unique(np.round(np.logspace(0, np.log10(max(steps, 1)), n_log)).astype(int))
-    else:
-        every = check_int(record_every if record_every is not None else max(steps, 1),
-                          "record_every", minimum=1)
-        ks = np.arange(0, steps + 1, every)
-    return np.unique(np.concatenate([[0], ks[ks <= steps], [steps]]))
 
 
 class _DataStream:
@@ -145,15 +125,13 @@ def _validate(problem, W0, eps, steps, batch, lam, beta, rng):
     return W0, eps, steps, batch, lam, beta, rng
 
 
-def _diverged(k, eps, what):
-    return DivergenceError(
-        f"SGD diverged at step {k} (t = {k * eps:.4g}): {what}. Try a smaller eps (now {eps:g}).")
+_BLOWN = f"the weights became non-finite or exceeded {BLOWUP:.0e} times their initial scale"
 
 
-def _check_finite(W, k, eps, scale):
-    if not np.all(np.isfinite(W)) or np.abs(W).max() > BLOWUP * scale:
-        raise _diverged(k, eps, f"weights became non-finite or exceeded {BLOWUP:.0e} times their "
-                                f"initial scale")
+def _recorder(grid, eps, progress, threads=None):
+    """The run skeleton of both engines (:class:`mflib.runs.Recorder`)."""
+    return _runs.Recorder(grid, eps, progress=progress, desc="SGD", threshold=20000,
+                          threads=threads, where="SGD", advice=f"try a smaller eps (now {eps:g})")
 
 
 def run_reference(problem: Problem, W0, eps: float, steps: int, batch: int = 1, lam: float = 0.0,
@@ -163,38 +141,31 @@ def run_reference(problem: Problem, W0, eps: float, steps: int, batch: int = 1, 
     """Plain NumPy loop, one step at a time: the oracle for faster engines. Same API as :func:`run`."""
     W0, eps, steps, batch, lam, beta, rng = _validate(problem, W0, eps, steps, batch, lam, beta, rng)
     data_rng, noise_rng = rng.spawn(2)
-    grid = record_grid(steps, record_every, n_log)
+    grid = _runs.record_grid(steps, record_every, n_log)
     W = W0.copy()
     N = W.shape[0]
     act = problem.activation
     stream = _DataStream(problem, data_rng)
-    scale = max(np.abs(W0).max(), 1.0)
-    risks, snaps, r_i = [], [], 0
+    limit = BLOWUP * max(np.abs(W0).max(), 1.0)
     noise_amp = np.sqrt(2.0 * eps / beta) if beta is not None else 0.0
-    with _progress.bar(steps, progress, desc="SGD") as bar:
-        for k in range(steps + 1):
-            if r_i < grid.size and grid[r_i] == k:
-                _check_finite(W, k, eps, scale)
-                risks.append(problem.risk(W))
-                if snapshots:
-                    snaps.append(W.copy())
-                r_i += 1
-            if k == steps:
-                break
-            X, y = stream.take(batch)
-            H = X @ W.T                                   # (B, N)
-            r = y - act.sigma(H).sum(axis=1) / N          # (B,)
-            C = act.dsigma(H) * r[:, None]                # (B, N)
-            step = (eps / batch) * (C.T @ X)
-            if lam:
-                step -= eps * lam * W
-            if beta is not None:
-                step += noise_amp * noise_rng.standard_normal(W.shape)
-            W += step
-            bar.update()
-    _check_finite(W, steps, eps, scale)
-    return Trajectory(t=grid * eps, steps=grid, risk=np.array(risks), W=W,
-                      snapshots=np.array(snaps) if snapshots else None)
+    with _recorder(grid, eps, progress) as rec:
+        for k0, k1 in rec.spans():
+            for _ in range(k0, k1):
+                X, y = stream.take(batch)
+                H = X @ W.T                                   # (B, N)
+                r = y - act.sigma(H).sum(axis=1) / N          # (B,)
+                C = act.dsigma(H) * r[:, None]                # (B, N)
+                step = (eps / batch) * (C.T @ X)
+                if lam:
+                    step -= eps * lam * W
+                if beta is not None:
+                    step += noise_amp * noise_rng.standard_normal(W.shape)
+                W += step
+                rec.tick()
+            rec.check(W, limit=limit, what=_BLOWN)
+            rec.record(risk=problem.risk(W), W=W if snapshots else None)
+    return Trajectory(t=rec.t, steps=rec.steps, risk=rec.array("risk"), W=W,
+                      snapshots=rec.array("W"))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -419,22 +390,6 @@ def _noisy_update(W, A, X, c, amp, g, limit):
     return bad
 
 
-_BLAS = []   # a cached threadpoolctl controller (creating one scans the loaded libraries: ~1 ms)
-
-
-def _blas_threads(threads: int | None):
-    """Context limiting the BLAS thread pools to ``threads`` (None: leave them as they are)."""
-    if threads is None:
-        return contextlib.nullcontext()
-    try:
-        from threadpoolctl import ThreadpoolController
-    except ImportError:   # pragma: no cover - threadpoolctl comes with the pinned environment
-        return contextlib.nullcontext()
-    if not _BLAS:
-        _BLAS.append(ThreadpoolController())
-    return _BLAS[0].limit(limits=threads, user_api="blas")
-
-
 class _ChunkStream:
     """The data stream of :class:`_DataStream` (same samples, same order), without copying:
     rows are handed out as views of the current chunk; only a request that straddles two chunks
@@ -494,7 +449,7 @@ class _ChunkStream:
 
 
 def _run_fast(problem, W0, eps, steps, batch, lam, beta, rng, grid, snapshots, progress, dtype,
-              block, record_risk=True):
+              block, record_risk=True, threads=None):
     data_rng, noise_rng = rng.spawn(2)
     dt = np.dtype(dtype).type
     W = np.array(W0, dtype=dtype, order="C", copy=True)
@@ -505,26 +460,21 @@ def _run_fast(problem, W0, eps, steps, batch, lam, beta, rng, grid, snapshots, p
     limit = BLOWUP * max(np.abs(W0).max(), 1.0)
     c = 1.0 - eps * lam
     scale = eps / batch
-    risks, snaps = [], []
 
     def record():
         if record_risk:
-            risks.append(problem.risk(W if W.dtype == np.float64 else W.astype(np.float64)))
+            rec.record(risk=problem.risk(W if W.dtype == np.float64 else W.astype(np.float64)),
+                       W=W if snapshots else None)
         else:
-            risks.append(np.nan)
-        if snapshots:
-            snaps.append(W.copy())
+            rec.record(risk=np.nan, W=W if snapshots else None)
 
     def sequential(H, G, y, c_blk):
         if code == _GENERIC:
             return _block_numpy(H, G, y, scale, batch, c_blk, act, A_buf[: H.shape[0]])
         return _block_kernel(H, G, y, dt(scale), batch, dt(c_blk), code, A_buf[: H.shape[0]])
 
-    if not np.all(np.isfinite(W)):
-        raise _diverged(0, eps, "the initial weights are not finite")
     k = 0
-    with _progress.bar(steps, progress, desc="SGD") as bar, contextlib.closing(stream):
-        record()
+    with _recorder(grid, eps, progress, threads) as rec, contextlib.closing(stream):
         if beta is None:
             K_max = block if block is not None else max(1, BLOCK_ROWS // batch)
             R_max = K_max * batch
@@ -532,7 +482,7 @@ def _run_fast(problem, W0, eps, steps, batch, lam, beta, rng, grid, snapshots, p
             G_buf = np.empty((R_max, R_max), dtype)
             A_buf = np.empty((R_max, N), dtype)
             T_buf = np.empty((N, d), dtype)
-            for target in grid[1:]:
+            for _, target in rec.spans():
                 while k < target:
                     K = min(K_max, int(target) - k)
                     R = K * batch
@@ -542,13 +492,13 @@ def _run_fast(problem, W0, eps, steps, batch, lam, beta, rng, grid, snapshots, p
                     np.matmul(Xb, Xb.T, out=G)
                     j = sequential(H, G, yb, c)
                     if j >= 0:
-                        raise _diverged(k + j, eps, "the network's prediction became non-finite")
+                        raise rec.diverged(k + j, "the network's prediction became non-finite")
                     np.matmul(A_buf[:R].T, Xb, out=T_buf)
                     if _end_block(W, T_buf, dt(c ** K), limit):
-                        raise _diverged(k + K, eps, f"weights became non-finite or exceeded "
-                                                    f"{BLOWUP:.0e} times their initial scale")
+                        raise rec.diverged(k + K, _BLOWN)
                     k += K
-                    bar.update(K)
+                    rec.tick(K)
+                rec.check(W, limit=limit, what=_BLOWN)
                 record()
         else:
             amp = math.sqrt(2.0 * eps / beta)
@@ -556,21 +506,21 @@ def _run_fast(problem, W0, eps, steps, batch, lam, beta, rng, grid, snapshots, p
             G = np.empty((batch, batch), dtype)   # unused by a one-step block
             A_buf = np.empty((batch, N), dtype)
             g = np.empty((N, d))                  # float64 normals: the same stream for both dtypes
-            for target in grid[1:]:
+            for _, target in rec.spans():
                 while k < target:
                     Xk, yk = stream.take(batch)
                     np.matmul(Xk, W.T, out=H)
                     if sequential(H, G, yk, 1.0) >= 0:
-                        raise _diverged(k, eps, "the network's prediction became non-finite")
+                        raise rec.diverged(k, "the network's prediction became non-finite")
                     noise_rng.standard_normal(out=g)
                     if _noisy_update(W, A_buf, Xk, dt(c), dt(amp), g, limit):
-                        raise _diverged(k + 1, eps, f"weights became non-finite or exceeded "
-                                                    f"{BLOWUP:.0e} times their initial scale")
+                        raise rec.diverged(k + 1, _BLOWN)
                     k += 1
-                    bar.update()
+                    rec.tick()
+                rec.check(W, limit=limit, what=_BLOWN)
                 record()
-    return Trajectory(t=grid * eps, steps=grid, risk=np.array(risks), W=W,
-                      snapshots=np.array(snaps) if snapshots else None)
+    return Trajectory(t=rec.t, steps=rec.steps, risk=rec.array("risk"), W=W,
+                      snapshots=rec.array("W"))
 
 
 def run(problem: Problem, W0, eps: float, steps: int, batch: int = 1, lam: float = 0.0,
@@ -638,7 +588,7 @@ def run(problem: Problem, W0, eps: float, steps: int, batch: int = 1, lam: float
 
     Raises
     ------
-    DivergenceError
+    mflib.runs.DivergenceError
         When the prediction or the weights become non-finite, or the weights exceed
         :data:`BLOWUP` times their initial scale; the message names the step (checked every
         step for the prediction, at the end of every block for the weights).
@@ -663,7 +613,6 @@ def run(problem: Problem, W0, eps: float, steps: int, batch: int = 1, lam: float
         block = check_int(block, "block", minimum=1)
     if threads is not None:
         threads = check_int(threads, "threads", minimum=1)
-    grid = record_grid(steps, record_every, n_log)
-    with _blas_threads(threads):
-        return _run_fast(problem, W0, eps, steps, batch, lam, beta, rng, grid, snapshots, progress,
-                         dtype.type, block, bool(record_risk))
+    grid = _runs.record_grid(steps, record_every, n_log)
+    return _run_fast(problem, W0, eps, steps, batch, lam, beta, rng, grid, snapshots, progress,
+                     dtype.type, block, bool(record_risk), threads)

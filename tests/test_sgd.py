@@ -180,7 +180,7 @@ def test_W0_untouched_and_deterministic(problem, W0, kw):
 @pytest.mark.parametrize("engine", [sgd.run, sgd.run_reference])
 @pytest.mark.parametrize("kw", [dict(), dict(beta=1.0)])
 def test_divergence_names_step(problem, W0, engine, kw):
-    with pytest.raises(sgd.DivergenceError, match=r"step \d+.*smaller eps"):
+    with pytest.raises(mf.runs.DivergenceError, match=r"step \d+.*smaller eps"):
         with np.errstate(all="ignore"):
             engine(problem, W0, 100.0, 500, rng=np.random.default_rng(0), **kw)
 
