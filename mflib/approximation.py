@@ -18,9 +18,11 @@ for a neuron :math:`w`,
 
 .. math::
 
-    \langle f, \sigma(\langle w, \cdot\rangle)\rangle = \frac{|w|\,c_d}{\sqrt{2\pi d}},\qquad
-    c_d = E[z_+ |x|] = \frac{d}{\sqrt{2\pi}\,E|x|},\quad
+    \begin{aligned}
+    \langle f, \sigma(\langle w, \cdot\rangle)\rangle &= \frac{|w|\,c_d}{\sqrt{2\pi d}},\\
+    c_d &= E[z_+ |x|] = \frac{d}{\sqrt{2\pi}\,E|x|},\quad
     E|x| = \sqrt2\,\frac{\Gamma((d+1)/2)}{\Gamma(d/2)},
+    \end{aligned}
 
 (write :math:`x = |x| u` with :math:`u` uniform on the sphere and independent of :math:`|x|`), so
 the error of any finite network :math:`\|f - f_N\|^2 = \|f\|^2 - \frac2N\sum_i\langle f,\sigma_i\rangle

@@ -17,9 +17,11 @@ multi-class cross-entropy needs. SGD with batch size :math:`M` is the paper's eq
 
 .. math::
 
-    W_{n+1}^{1:N} = W_n^{1:N} - \gamma N^\beta\,(n + \gamma_{\alpha,\beta}(N)^{-1})^{-\alpha}\,
-    \nabla\hat{\mathcal R}^{N,M}(W_n^{1:N}), \qquad
-    \gamma_{\alpha,\beta}(N) = \gamma^{1/(1-\alpha)} N^{(\beta-1)/(1-\alpha)},
+    \begin{aligned}
+    W_{n+1}^{1:N} &= W_n^{1:N} - \gamma N^\beta\,(n + \gamma_{\alpha,\beta}(N)^{-1})^{-\alpha}\,
+    \nabla\hat{\mathcal R}^{N,M}(W_n^{1:N}),\\
+    \gamma_{\alpha,\beta}(N) &= \gamma^{1/(1-\alpha)} N^{(\beta-1)/(1-\alpha)},
+    \end{aligned}
 
 with :math:`\hat{\mathcal R}^{N,M} = \frac1M\sum_{i}\ell(f_N(x_i), y_i) + \frac1N\sum_k V(w^k)`.
 One step lasts :math:`\gamma_{\alpha,\beta}(N)` units of mean-field time, so a horizon :math:`T`
@@ -301,9 +303,11 @@ def grad_risk(X, y, W, loss: str = "squared", activation="relu", penalty=None,
 
     .. math::
 
-        \nabla_{w^k}\hat{\mathcal R}^N = \frac1N\Big(\sum_i \pi_i\,\partial_1\ell(f_N(x_i), y_i)
-        \cdot\nabla_w F(w^k, x_i) + \nabla V(w^k)\Big),
-        \qquad \nabla_{w^{(c)}} F_c(w, x) = \sigma'(\langle w^{(c)}, x\rangle)\,x,
+        \begin{aligned}
+        \nabla_{w^k}\hat{\mathcal R}^N &= \frac1N\Big(\sum_i \pi_i\,\partial_1\ell(f_N(x_i), y_i)
+        \cdot\nabla_w F(w^k, x_i) + \nabla V(w^k)\Big),\\
+        \nabla_{w^{(c)}} F_c(w, x) &= \sigma'(\langle w^{(c)}, x\rangle)\,x,
+        \end{aligned}
 
     computed as one batched matrix product. Multiplying by :math:`-N` gives the mean field
     :math:`h(w^k, \nu^N)` when :math:`\pi` is the data distribution (see :func:`field`).
@@ -368,9 +372,11 @@ def sgd(W0, X, y, *, gamma: float = 1.0, alpha: float = 0.0, beta: float = 0.0, 
 
     .. math::
 
-        w^k \leftarrow w^k - \gamma N^{\beta-1}(n + \gamma_{\alpha,\beta}(N)^{-1})^{-\alpha}
-        \Big(\frac1M\sum_{i\in\text{batch}}\partial_1\ell(f_N(x_i), y_i)\cdot\nabla_w F(w^k, x_i)
-        + \nabla V(w^k)\Big).
+        \begin{aligned}
+        w^k &\leftarrow w^k - \gamma N^{\beta-1}(n + \gamma_{\alpha,\beta}(N)^{-1})^{-\alpha}\\
+        &\qquad {}\times\Big(\frac1M\sum_{i\in\text{batch}}\partial_1\ell(f_N(x_i), y_i)
+        \cdot\nabla_w F(w^k, x_i) + \nabla V(w^k)\Big).
+        \end{aligned}
 
     Parameters
     ----------
@@ -528,9 +534,11 @@ def field(W, X, y, measure=None, weights=None, loss: str = "squared", activation
 
     .. math::
 
-        h(w,\mu) = -\int \partial_1\ell(\mu[F(\cdot,x)], y)\cdot\nabla_w F(w,x)\,d\pi(x,y) - \nabla V(w),
-        \qquad \Sigma(w,\mu) = \int \xi\,\xi^\top d\pi,\quad
+        \begin{aligned}
+        h(w,\mu) &= -\int \partial_1\ell(\mu[F(\cdot,x)], y)\cdot\nabla_w F(w,x)\,d\pi(x,y) - \nabla V(w),\\
+        \Sigma(w,\mu) &= \int \xi\,\xi^\top d\pi,\qquad
         \xi = -h - \partial_1\ell\cdot\nabla_w F - \nabla V,
+        \end{aligned}
 
     with :math:`\mu` the uniform measure on the rows of ``measure`` (default: on ``W`` itself).
 
@@ -631,8 +639,11 @@ def coupled(W0, Ns, runs: int, X, y, *, gamma: float = 1.0, alpha: float = 0.0, 
 
     .. math::
 
-        W_{t+dt} = W_t + (t+1)^{-\alpha}\big\{h(W_t,\mu_t)\,dt + a\,\Sigma^{1/2}(W_t,\mu_t)\,
-        \Delta B\big\},\qquad \Delta B\sim\mathcal N(0, dt\,I_p),
+        \begin{aligned}
+        W_{t+dt} &= W_t + (t+1)^{-\alpha}\big\{h(W_t,\mu_t)\,dt + a\,\Sigma^{1/2}(W_t,\mu_t)\,
+        \Delta B\big\},\\
+        \Delta B &\sim\mathcal N(0, dt\,I_p),
+        \end{aligned}
 
     and :math:`\sup_{t\le T}|W^{k,N}_t - W^{k,*}_t|^2` is tracked on the time grid.
 

@@ -532,7 +532,8 @@ def fokker_planck_1d(dV, beta: float, q0, tau: float, steps: int, d2V=None, tol:
     Examples
     --------
     >>> q0 = gaussian_quantiles(2.0, 0.25, 200)
-    >>> q = fokker_planck_1d(lambda x: x, 1.0, q0, 0.05, 20)      # Ornstein-Uhlenbeck to t = 1
+    >>> # Ornstein-Uhlenbeck, 20 steps of tau = 0.05: up to t = 1
+    >>> q = fokker_planck_1d(lambda x: x, 1.0, q0, 0.05, 20)
     >>> q.shape
     (21, 200)
     """

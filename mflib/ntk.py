@@ -30,9 +30,11 @@ Which variables are trained (``trained``):
 
 .. math::
 
-    \frac{d}{ds} h(X;\theta(s)) = -\frac1n\,\hat K(s)\,e(s),\qquad
-    \hat K = \hat K^{(a)} + \hat K^{(w)},\quad
-    \hat K^{(a)}_{ij} = \frac1N\sum_k \sigma(w_k^\top x_i)\sigma(w_k^\top x_j),
+    \begin{aligned}
+    \frac{d}{ds} h(X;\theta(s)) &= -\frac1n\,\hat K(s)\,e(s),\qquad
+    \hat K = \hat K^{(a)} + \hat K^{(w)},\\
+    \hat K^{(a)}_{ij} &= \frac1N\sum_k \sigma(w_k^\top x_i)\sigma(w_k^\top x_j),
+    \end{aligned}
 
 with :math:`\hat K^{(w)}_{ij} = \frac{c^2}{N}\sum_k \bar a_k^2\,\sigma'(w_k^\top x_i)
 \sigma'(w_k^\top x_j)\,x_i^\top x_j` and :math:`c = 1` (``"a_bar"``) or :math:`c = \gamma`
@@ -183,9 +185,11 @@ def empirical_ntk(X, a_bar, W, scaling: str = "ntk", trained: str = "a_bar", Y=N
 
     .. math::
 
-        \hat K^{(a)}_{ij} = \frac1N\sum_{k=1}^N \sigma(w_k^\top x_i)\,\sigma(w_k^\top y_j),\qquad
-        \hat K^{(w)}_{ij} = \frac{c^2}{N}\sum_{k=1}^N \bar a_k^2\,\sigma'(w_k^\top x_i)\,
+        \begin{aligned}
+        \hat K^{(a)}_{ij} &= \frac1N\sum_{k=1}^N \sigma(w_k^\top x_i)\,\sigma(w_k^\top y_j),\\
+        \hat K^{(w)}_{ij} &= \frac{c^2}{N}\sum_{k=1}^N \bar a_k^2\,\sigma'(w_k^\top x_i)\,
         \sigma'(w_k^\top y_j)\;x_i^\top y_j,
+        \end{aligned}
 
     :math:`c = 1` for ``trained="a_bar"`` and :math:`c = \gamma` for ``trained="a"`` (then
     :math:`c\,\bar a_k = a_k` and this is the lecture's :math:`\hat K(\theta)`). Equivalently
@@ -811,8 +815,14 @@ def generalisation_curve(link, d: int, ns, N: int = 128, ds: float = 1.0, steps:
 def l1_moment(d: int) -> float:
     r""":math:`C_d = E\|w\|_1^4` for :math:`w\sim\mathcal N(0,I_d)` (the lecture's constant), exactly:
     with half-normal moments :math:`m_1 = \sqrt{2/\pi}, m_2 = 1, m_3 = 2\sqrt{2/\pi}, m_4 = 3`,
-    :math:`C_d = d m_4 + 4d(d-1)m_3m_1 + 3d(d-1)m_2^2 + 6d(d-1)(d-2)m_2m_1^2 +
-    d(d-1)(d-2)(d-3)m_1^4`."""
+
+    .. math::
+
+        \begin{aligned}
+        C_d &= d m_4 + 4d(d-1)m_3m_1 + 3d(d-1)m_2^2\\
+        &\quad {}+ 6d(d-1)(d-2)m_2m_1^2 + d(d-1)(d-2)(d-3)m_1^4.
+        \end{aligned}
+    """
     d = check_int(d, "d", minimum=1)
     m1 = np.sqrt(2.0 / np.pi)
     m3 = 2.0 * m1
@@ -833,9 +843,11 @@ def width_condition(n: int, d: int, lambda_S: float, R0: float, delta: float = 0
 
     .. math::
 
-        N \ge \max\Big\{\frac{32 n^4 C_d}{\lambda_S^2\delta},\
-            \frac{4\sqrt2\,d n\sqrt{R_S(\theta^0)}}{\lambda_S},\
-            \frac{256\sqrt2\,d^3n^2\log(4N(d+1)/\delta)\sqrt{R_S(\theta^0)}}{\lambda_S^2}\Big\},
+        \begin{aligned}
+        N \ge \max\Big\{&\frac{32 n^4 C_d}{\lambda_S^2\delta},\
+            \frac{4\sqrt2\,d n\sqrt{R_S(\theta^0)}}{\lambda_S},\\
+            &\frac{256\sqrt2\,d^3n^2\log(4N(d+1)/\delta)\sqrt{R_S(\theta^0)}}{\lambda_S^2}\Big\},
+        \end{aligned}
 
     the last term solved for :math:`N` by fixed-point iteration (it grows like :math:`\log N`).
 

@@ -55,8 +55,10 @@ particles :math:`r_i` of weight :math:`\omega_i` deposit :math:`m_a = \sum_i \om
 
 .. math::
 
-    R_h = E y^2 + 2\,m^\top \bar V_{\rm nodes} + m^\top K m,\qquad K_{ab} = \bar U(x_a, x_b),\qquad
-    \dot r_i = -\sum_a \nabla S_a(r_i)\,(\bar V_{\rm nodes} + K m)_a .
+    \begin{aligned}
+    R_h &= E y^2 + 2\,m^\top \bar V_{\rm nodes} + m^\top K m,\qquad K_{ab} = \bar U(x_a, x_b),\\
+    \dot r_i &= -\sum_a \nabla S_a(r_i)\,(\bar V_{\rm nodes} + K m)_a .
+    \end{aligned}
 
 The particle velocities are then exactly :math:`-\nabla_{r_i} R_h / (2\omega_i)`: the scheme is the
 gradient flow of the discretised risk, so :math:`R_h` decreases (for small time steps), mass is
@@ -149,8 +151,10 @@ class ReducedAnisotropic:
 
     .. math::
 
-        \bar V(r) = -\tfrac12\big(E\sigma(\sqrt{A_+}z) - E\sigma(\sqrt{A_-}z)\big),\qquad
-        \bar U(r, r') = \tfrac12\sum_\pm E_{t_1,t_2}\,k(A_\pm(r), A_\pm(r'), C_\pm),
+        \begin{aligned}
+        \bar V(r) &= -\tfrac12\big(E\sigma(\sqrt{A_+}z) - E\sigma(\sqrt{A_-}z)\big),\\
+        \bar U(r, r') &= \tfrac12\sum_\pm E_{t_1,t_2}\,k(A_\pm(r), A_\pm(r'), C_\pm),
+        \end{aligned}
 
     with :math:`k(A, B, C) = E[\sigma(u)\sigma(v)]`. For ReLU :math:`k` is the arc-cosine formula
     and :math:`\bar U` is a plain Gauss-Jacobi sum (compiled); for other activations Mehler's
@@ -733,9 +737,11 @@ class FokkerPlanck1D:
 
     .. math::
 
-        \partial_t\rho = \partial_w\big(\rho\,\partial_w\Psi_\lambda(w;\rho)\big)
-        + \beta^{-1}\partial_w^2\rho,
-        \qquad \Psi_\lambda = V + \int U(w, w')\rho(dw') + \tfrac\lambda2 w^2,
+        \begin{aligned}
+        \partial_t\rho &= \partial_w\big(\rho\,\partial_w\Psi_\lambda(w;\rho)\big)
+        + \beta^{-1}\partial_w^2\rho,\\
+        \Psi_\lambda &= V + \int U(w, w')\rho(dw') + \tfrac\lambda2 w^2,
+        \end{aligned}
 
     the Wasserstein gradient flow of
     :math:`F_\beta(\rho) = \tfrac12R(\rho) + \tfrac\lambda2\int w^2 d\rho + \beta^{-1}\int\rho\log\rho`.

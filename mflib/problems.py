@@ -247,8 +247,10 @@ class AnisotropicGaussians(_CentredGaussianMixture):
 
     .. math::
 
-        V(w) = -\tfrac12\big(E_+\sigma(\langle w,x\rangle) - E_-\sigma(\langle w,x\rangle)\big),
-        \qquad U(w,w') = \tfrac12\big(k_+(w,w') + k_-(w,w')\big),
+        \begin{aligned}
+        V(w) &= -\tfrac12\big(E_+\sigma(\langle w,x\rangle) - E_-\sigma(\langle w,x\rangle)\big),\\
+        U(w,w') &= \tfrac12\big(k_+(w,w') + k_-(w,w')\big),
+        \end{aligned}
 
     and for ReLU :math:`V(w) = -(s_+(w) - s_-(w))/(2\sqrt{2\pi})` with
     :math:`s_\pm(w)^2 = (1\pm\Delta)^2|P_V w|^2 + |P_V^\perp w|^2`.
@@ -322,8 +324,10 @@ class TeacherStudent(_CentredGaussianMixture):
 
     .. math::
 
-        V(w) = -\frac1M\sum_j a_j\,U(w, w^*_j),\qquad
-        E y^2 = \frac1{M^2}\sum_{j,l} a_j a_l U(w^*_j, w^*_l) + \text{noise\_std}^2,
+        \begin{aligned}
+        V(w) &= -\frac1M\sum_j a_j\,U(w, w^*_j),\\
+        E y^2 &= \frac1{M^2}\sum_{j,l} a_j a_l U(w^*_j, w^*_l) + \text{noise\_std}^2,
+        \end{aligned}
 
     and the minimal risk over all functions is ``noise_std**2``.
 

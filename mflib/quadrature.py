@@ -6,9 +6,11 @@ Used by :mod:`mflib.problems` for activations without a closed form. For :math:`
 
 .. math::
 
-    E[f(u)] = \int f(m_1 + \sqrt A z)\,\varphi(z)\,dz, \qquad
-    E[f(u) g(v)] = \iint f(m_1+\sqrt A z_1)\, g\big(m_2 + \sqrt B(\rho z_1 + \sqrt{1-\rho^2} z_2)\big)
-    \varphi(z_1)\varphi(z_2)\,dz_1 dz_2,
+    \begin{aligned}
+    E[f(u)] &= \int f(m_1 + \sqrt A z)\,\varphi(z)\,dz,\\
+    E[f(u) g(v)] &= \iint f(m_1+\sqrt A z_1)\, g\big(m_2 + \sqrt B(\rho z_1 + \sqrt{1-\rho^2} z_2)\big)\\
+    &\qquad \varphi(z_1)\varphi(z_2)\,dz_1 dz_2,
+    \end{aligned}
 
 with :math:`\rho = C/\sqrt{AB}`. The integrals are truncated to :math:`|z| \le L` (the Gaussian mass
 outside is below :math:`10^{-19}` for the default :math:`L = 9.5`) and split at the points where
@@ -65,8 +67,10 @@ def arccos1(AB, C, theta=None) -> ArcCos:
 
     .. math::
 
-        k = E[\mathrm{relu}(u)\,\mathrm{relu}(v)] = \frac{\sqrt{AB-C^2} + (\pi-\vartheta)\,C}{2\pi},
-        \qquad \vartheta = \operatorname{atan2}\big(\sqrt{AB-C^2},\, C\big).
+        \begin{aligned}
+        k &= E[\mathrm{relu}(u)\,\mathrm{relu}(v)] = \frac{\sqrt{AB-C^2} + (\pi-\vartheta)\,C}{2\pi},\\
+        \vartheta &= \operatorname{atan2}\big(\sqrt{AB-C^2},\, C\big).
+        \end{aligned}
 
     The angle is taken by ``atan2`` from the same root that enters :math:`k`, never by
     :math:`\arccos(C/\sqrt{AB})` (which loses half the digits near :math:`\pm1` and, clipped,
@@ -190,9 +194,9 @@ def gauss_nodes(kinks, scale, shift=0.0, n: int = 20, L: float = L_DEFAULT, extr
 
     .. math::
 
-        E[f(\mathrm{shift} + \mathrm{scale}\,z)] pprox
+        E[f(\mathrm{shift} + \mathrm{scale}\,z)] \approx
         \sum_q \mathrm{weights}_q\, f(\mathrm{shift} + \mathrm{scale}\, z_q)\,
-        rac{e^{-z_q^2/2}}{\sqrt{2\pi}}
+        \frac{e^{-z_q^2/2}}{\sqrt{2\pi}}
 
     (the Gaussian density is left to the caller; the weights are Legendre weights times the
     half-lengths of the pieces).

@@ -20,9 +20,11 @@ formula and the cosine moments :math:`\mu_n = E[t^n]` of two uniform directions 
 
 .. math::
 
-    \bar V = -\frac a2\big(h_0(s_+, b) - h_0(s_-, b)\big),\qquad
-    \bar U(\bar\theta, \bar\theta') = \frac{a a'}2\sum_\pm\sum_{n\ \rm even}\mu_n\,
+    \begin{aligned}
+    \bar V &= -\frac a2\big(h_0(s_+, b) - h_0(s_-, b)\big),\\
+    \bar U(\bar\theta, \bar\theta') &= \frac{a a'}2\sum_\pm\sum_{n\ \rm even}\mu_n\,
     h_n(s_\pm, b)\,h_n(s'_\pm, b'),
+    \end{aligned}
 
 a sum of separable terms: the interaction of :math:`M` particles costs :math:`O(M n_{\max})`; for
 :math:`s_0 < d` the binomial expansion of the correlation's powers in the two cosines keeps it
@@ -81,8 +83,11 @@ class ReducedABW:
 
     .. math::
 
+        \begin{aligned}
         \bar U = \frac{aa'}2\sum_\pm\sum_{n,k\ \rm even}\binom nk\mu^{(s_0)}_k\mu^{(d-s_0)}_{n-k}\,
-        \big[h_n(s_\pm,b)(c_\pm u)^kv^{n-k}\big]\big[h_n(s'_\pm,b')(c_\pm u')^kv'^{n-k}\big],
+        &\big[h_n(s_\pm,b)(c_\pm u)^kv^{n-k}\big]\\
+        &\times\big[h_n(s'_\pm,b')(c_\pm u')^kv'^{n-k}\big],
+        \end{aligned}
 
     with :math:`\mu^{(m)}_k = E[t^k]` the cosine moments of :func:`mflib.quadrature.cosine_moments`.
     The average over :math:`(t_1, t_2)` is thus the Gauss-Jacobi quadrature of

@@ -20,13 +20,14 @@ The pieces, one home each:
 The loop shape::
 
     grid = runs.record_grid(steps, record_every, n_log)
-    with runs.Recorder(grid, dt=eps, desc="SGD", advice="try a smaller eps") as rec:
-        for k0, k1 in rec.spans():          # (0, 0), then (g0, g1), (g1, g2), ...
-            for k in range(k0, k1):         # advance the state from step k0 to step k1
+    with runs.Recorder(grid, dt=eps, desc="SGD",
+                       advice="try a smaller eps") as rec:
+        for k0, k1 in rec.spans():     # (0, 0), then (g0, g1), (g1, g2), ...
+            for k in range(k0, k1):    # advance the state from step k0 to k1
                 ...
                 rec.tick()
-            rec.check(W)                    # DivergenceError at step k1 if W is not finite
-            rec.record(risk=..., W=W)       # the values at step k1
+            rec.check(W)               # W not finite: DivergenceError at k1
+            rec.record(risk=..., W=W)  # the values at step k1
     rec.array("risk"), rec.t, rec.steps
 
 The first span is empty, so the state at step 0 is checked and recorded by the same lines as

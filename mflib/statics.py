@@ -594,9 +594,11 @@ def certificate(dictionary: Dictionary, W, lam: float = 0.0) -> float:
 
     .. math::
 
-        R_{\lambda_{\rm wd}}(\rho_N) - \min_{\nu} R_{\lambda_{\rm wd}}(\nu) \;\le\;
-        2\Big(\frac1N\sum_i \Psi_{\lambda_{\rm wd}}(w_i;\rho_N) - \min_j \int\Psi_{\lambda_{\rm wd}}
-        (\cdot;\rho_N)\,d\nu_j\Big).
+        \begin{aligned}
+        R_{\lambda_{\rm wd}}(\rho_N) - \min_{\nu} R_{\lambda_{\rm wd}}(\nu)
+        &\le 2\Big(\frac1N\sum_i \Psi_{\lambda_{\rm wd}}(w_i;\rho_N)\\
+        &\qquad {}- \min_j \int\Psi_{\lambda_{\rm wd}}(\cdot;\rho_N)\,d\nu_j\Big).
+        \end{aligned}
 
     A stationary point of the particle dynamics (:math:`\nabla\Psi = 0` on the particles) that is
     not a global minimiser shows up as a large value.

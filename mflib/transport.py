@@ -166,8 +166,10 @@ def w2_1d_squared(x, y, a=None, b=None) -> float:
 
     .. math::
 
-        W_2^2(\mu,\nu) = \int_0^1 |F^{-1}(t) - G^{-1}(t)|^2\,dt
-        = \sum_k (t_k - t_{k-1})\,|F^{-1}(t_k) - G^{-1}(t_k)|^2 ,
+        \begin{aligned}
+        W_2^2(\mu,\nu) &= \int_0^1 |F^{-1}(t) - G^{-1}(t)|^2\,dt\\
+        &= \sum_k (t_k - t_{k-1})\,|F^{-1}(t_k) - G^{-1}(t_k)|^2 ,
+        \end{aligned}
 
     where :math:`0 = t_0 < t_1 < \dots` are the merged cumulative weights of both measures: on
     each :math:`(t_{k-1}, t_k]` both quantile functions are constant, so the sum is the integral
