@@ -24,8 +24,9 @@ Three levels of the same idea, "move downhill, but pay for the distance travelle
 
 3. **Particles of a network.** With :math:`\rho` the empirical measure of :math:`N` neurons, a
    JKO step of :math:`F = R/2` is backward Euler for the particle system
-   :math:`\dot w_i = -\nabla\Psi(w_i;\rho_N)`: :func:`particle_implicit_step`,
-   :func:`particle_flow`.
+   :math:`\dot w_i = -\nabla\Psi(w_i;\rho_N)`: :func:`particle_implicit_step`.
+   :func:`particle_flow` runs that system by any of three schemes (``scheme="implicit"``,
+   ``"explicit"`` or ``"heun"``); it is mflib's one particle flow (chapters 4 and 5).
 
 References
 ----------
@@ -44,7 +45,7 @@ from scipy.linalg import solve_banded
 from scipy.optimize import minimize
 from scipy.special import ndtri
 
-from . import progress as _progress
+from . import runs as _runs
 from .validation import as_array, check_int, check_real
 
 __all__ = [
@@ -52,7 +53,7 @@ __all__ = [
     "forward_euler", "proximal_step", "backward_euler", "energy_gaps",
     "fokker_planck_1d", "free_energy_1d", "gaussian_quantiles", "ornstein_uhlenbeck",
     "particle_explicit_step", "particle_drift_jacobian", "particle_implicit_step", "particle_flow",
-    "ParticleFlow",
+    "ParticleFlow", "PARTICLE_SCHEMES",
 ]
 
 
@@ -528,6 +529,8 @@ def fokker_planck_1d(dV, beta: float, q0, tau: float, steps: int, d2V=None, tol:
         (the latter is an :class:`ArgumentTypeError`, both a TypeError and a ValueError).
     ConvergenceError
         If Newton's method fails (e.g. a very non-convex ``V`` with a large ``tau``).
+    mflib.runs.DivergenceError
+        If the particles become non-finite (``dV`` overflowing); the message names the step.
 
     Examples
     --------
@@ -563,14 +566,16 @@ def fokker_planck_1d(dV, beta: float, q0, tau: float, steps: int, d2V=None, tol:
     else:
         d2V_ = _check_callable(d2V, "d2V")
 
-    out = np.empty((steps + 1, M))
-    out[0] = q0
-    bar = _progress.bar(steps, progress, desc="JKO")
-    with bar:
-        for k in range(steps):
-            out[k + 1] = _fp_step(out[k], dV_checked, d2V_, beta, tau, tol, max_newton)
-            bar.update()
-    return out
+    q = q0
+    with _runs.Recorder(np.arange(steps + 1), tau, progress=progress, desc="JKO",
+                        threshold=20000, where="the JKO scheme",
+                        advice=f"try a smaller tau (now {tau:g})") as rec:
+        for k0, k1 in rec.spans():
+            for _ in range(k0, k1):
+                q = _fp_step(q, dV_checked, d2V_, beta, tau, tol, max_newton)
+            rec.check(q)
+            rec.record(q=q)
+    return rec.array("q")
 
 
 # ==============================================================================================
@@ -637,7 +642,7 @@ def particle_drift_jacobian(problem, W) -> np.ndarray:
 
 
 def particle_implicit_step(problem, W, tau: float, tol: float = 1e-8, max_iter: int = 200,
-                           return_residual: bool = False):
+                           return_residual: bool = False, lam: float = 0.0):
     r"""Backward Euler for the particles = one JKO step of :math:`R/2` over empirical measures.
 
     With :math:`\rho = \frac1N\sum_i\delta_{w_i}` and :math:`\rho_k = \frac1N\sum_i\delta_{w_i^k}`,
@@ -685,6 +690,9 @@ def particle_implicit_step(problem, W, tau: float, tol: float = 1e-8, max_iter: 
         Trust-region iterations.
     return_residual : bool
         Also return the final residual :math:`\max|H|`.
+    lam : float >= 0
+        Ridge: the step of :math:`\dot w_i = -\nabla\Psi(w_i;\rho_N) - \lambda w_i`, i.e.
+        :math:`\Phi` gains :math:`\tau\lambda|W|^2/2` and :math:`H_i` gains :math:`\tau\lambda w_i`.
 
     Returns
     -------
@@ -696,17 +704,20 @@ def particle_implicit_step(problem, W, tau: float, tol: float = 1e-8, max_iter: 
     tau = check_real(tau, "tau", low=0.0, low_open=True)
     tol = check_real(tol, "tol", low=0.0, low_open=True)
     max_iter = check_int(max_iter, "max_iter", minimum=1)
+    lam = check_real(lam, "lam", low=0.0)
     N, d = Wk.shape
     zk = Wk.ravel()
     scale = 1.0 + float(np.max(np.abs(Wk)))
 
     def phi(z):
         r = z - zk
-        return 0.5 * tau * N * problem.risk(z.reshape(N, d)) + 0.5 * (r @ r)
+        out = 0.5 * tau * N * problem.risk(z.reshape(N, d)) + 0.5 * (r @ r)
+        return out + 0.5 * tau * lam * (z @ z) if lam else out
 
     def H(z):
         Wz = z.reshape(N, d)
-        return z - zk + tau * problem.grad_Psi(Wz, Wz).ravel()
+        out = z - zk + tau * problem.grad_Psi(Wz, Wz).ravel()
+        return out + (tau * lam) * z if lam else out
 
     def hessp(z, v):
         nv = np.linalg.norm(v)
@@ -745,74 +756,134 @@ def particle_implicit_step(problem, W, tau: float, tol: float = 1e-8, max_iter: 
     return (Wn, r) if return_residual else Wn
 
 
+PARTICLE_SCHEMES = ("explicit", "implicit", "heun")
+
+
 @dataclass
 class ParticleFlow:
     r"""Output of :func:`particle_flow`.
 
     Attributes
     ----------
-    t : array (K + 1,)        times :math:`k\tau`
-    risk : array (K + 1,)     exact population risk :math:`R_N(W^k)` (``inf`` after a blow-up)
+    t : array (K,)            record times :math:`k\tau` (every step by default)
+    steps : array (K,)        record steps :math:`k`
+    risk : array (K,)         exact population risk :math:`R_N(W^k)` (``inf`` after a blow-up)
     W : array (N, d)          final particles (the last finite ones if the run blew up)
-    snapshots : array (K + 1, N, d) or None
-    blew_up : bool            True if the explicit scheme left every bound (``|W| > 1e6 |W0|``)
+    snapshots : array (K, N, d) or None   particles at the record steps (NaN after a blow-up)
+    blew_up : bool            True if the run stopped on a divergence (``on_divergence="stop"``)
+    scheme : str              ``"explicit"``, ``"implicit"`` or ``"heun"``
     """
 
     t: np.ndarray
+    steps: np.ndarray
     risk: np.ndarray
     W: np.ndarray
     snapshots: np.ndarray | None = None
     blew_up: bool = False
+    scheme: str = "implicit"
 
 
-def particle_flow(problem, W0, tau: float, steps: int, implicit: bool = True, snapshots: bool = False,
-                  tol: float = 1e-8, progress: bool | None = None) -> ParticleFlow:
-    r"""Run :func:`particle_implicit_step` (JKO / backward Euler) or :func:`particle_explicit_step`.
+def particle_flow(problem, W0, tau: float, steps: int, scheme: str = "implicit",
+                  lam: float = 0.0, record_every: int | None = None, n_records: int | None = None,
+                  snapshots: bool = False, tol: float = 1e-8, on_divergence: str = "raise",
+                  progress: bool | None = None) -> ParticleFlow:
+    r"""The particle system :math:`\dot w_i = -\nabla\Psi(w_i;\rho_N) - \lambda w_i` with the
+    exact population gradient (no data sampling, no reduction), ``steps`` steps of size
+    :math:`\tau` (time :math:`t = k\tau`) by one of three schemes:
 
-    Both discretise :math:`\dot w_i = -\nabla\Psi(w_i;\rho_N)` with step :math:`\tau`. The explicit
-    run stops (risk ``inf`` from then on, ``blew_up=True``) if the particles leave
-    :math:`|W| \le 10^6\max(1, |W^0|)` or become non-finite.
+    * ``"explicit"``: forward Euler, :func:`particle_explicit_step`, the mean drift of one-pass
+      SGD with step :math:`\tau` (first order; stable for :math:`\tau < 2/\lambda_{\max}`,
+      :func:`particle_drift_jacobian`);
+    * ``"implicit"``: backward Euler = one JKO step of :math:`R/2` per step,
+      :func:`particle_implicit_step` (first order, no step limit where :math:`\nabla^2R_N\succeq0`);
+    * ``"heun"``: Heun's method (explicit, second order): the "particle dynamics" of Mei,
+      Misiakiewicz and Montanari, chapter 4's discretisation of the PDE independent of
+      :class:`mflib.pde.GridSolver`.
 
     Parameters
     ----------
     problem : mflib.problems.Problem
     W0 : array (N, d)
+        Initial particles (not modified).
     tau : float > 0
+        Step; time :math:`t = k\tau`.
     steps : int >= 0
-    implicit : bool
+    scheme : {"implicit", "explicit", "heun"}
+    lam : float >= 0
+        Ridge :math:`\lambda` (the drift :math:`-\lambda w_i`; for ``"implicit"`` the proximal
+        problem gains :math:`\tau\lambda|W|^2/2`). The recorded risk is :math:`R_N` without it.
+    record_every, n_records : int, optional
+        Record every ``record_every`` steps or on ``n_records`` uniform steps
+        (:func:`mflib.runs.record_grid`); default: every step. 0 and ``steps`` always.
     snapshots : bool
-        Keep every iterate.
-    tol : float
+        Keep the particles at the record steps.
+    tol : float > 0
         Tolerance of the implicit step.
+    on_divergence : {"raise", "stop"}
+        When the particles become non-finite or leave :math:`|W| \le 10^6\max(1, |W^0|)`:
+        raise :class:`mflib.runs.DivergenceError` (default), or stop the run and return what
+        was recorded, with ``risk = inf`` (and NaN snapshots) from then on and ``blew_up=True``
+        (chapter 5 plots such blow-ups of the explicit scheme).
+    progress : bool or None
+        Progress bar (:mod:`mflib.progress`).
 
     Returns
     -------
     ParticleFlow
+
+    Raises
+    ------
+    mflib.runs.DivergenceError
+        See ``on_divergence``; the message names the step and the time.
+    ConvergenceError
+        If an implicit step does not converge.
     """
+    if scheme not in PARTICLE_SCHEMES:
+        raise ValueError(f"scheme must be one of {PARTICLE_SCHEMES}, got {scheme!r}")
+    if on_divergence not in ("raise", "stop"):
+        raise ValueError(f"on_divergence must be 'raise' or 'stop', got {on_divergence!r}")
     W = _problem_W(problem, W0, "W0").copy()
     tau = check_real(tau, "tau", low=0.0, low_open=True)
     steps = check_int(steps, "steps", minimum=0)
+    lam = check_real(lam, "lam", low=0.0)
+    tol = check_real(tol, "tol", low=0.0, low_open=True)
+    if record_every is None and n_records is None:
+        record_every = 1
+    grid = _runs.record_grid(steps, record_every, n_records=n_records)
     bound = 1e6 * max(1.0, float(np.max(np.abs(W))))
-    risk = np.full(steps + 1, np.inf)
-    risk[0] = problem.risk(W)
-    snaps = np.full((steps + 1,) + W.shape, np.nan) if snapshots else None
-    if snapshots:
-        snaps[0] = W
+
+    def velocity(V):
+        v = -problem.grad_Psi(V, V)
+        return v - lam * V if lam else v
+
     blew_up = False
-    bar = _progress.bar(steps, progress, desc="implicit" if implicit else "explicit")
-    with bar:
-        for k in range(steps):
-            if implicit:
-                Wn = particle_implicit_step(problem, W, tau, tol=tol)
-            else:
-                with np.errstate(over="ignore", invalid="ignore"):
-                    Wn = W - tau * problem.grad_Psi(W, W)
-                if not (np.all(np.isfinite(Wn)) and np.max(np.abs(Wn)) <= bound):
-                    blew_up = True
-                    break
-            W = Wn
-            risk[k + 1] = problem.risk(W)
-            if snapshots:
-                snaps[k + 1] = W
-            bar.update()
-    return ParticleFlow(t=tau * np.arange(steps + 1), risk=risk, W=W, snapshots=snaps, blew_up=blew_up)
+    with _runs.Recorder(grid, tau, progress=progress, desc=f"{scheme} flow",
+                        where=f"the {scheme} particle flow",
+                        advice=f"try a smaller tau (now {tau:g})") as rec:
+        try:
+            for k0, k1 in rec.spans():
+                for k in range(k0, k1):
+                    if scheme == "implicit":
+                        Wn = particle_implicit_step(problem, W, tau, tol=tol, lam=lam)
+                    else:
+                        with np.errstate(over="ignore", invalid="ignore"):
+                            if scheme == "explicit":
+                                Wn = W + tau * velocity(W)
+                            else:
+                                v1 = velocity(W)
+                                Wn = W + 0.5 * tau * (v1 + velocity(W + tau * v1))
+                    rec.check(Wn, limit=bound, step=k + 1)
+                    W = Wn
+                    rec.tick()
+                rec.record(risk=problem.risk(W), W=W if snapshots else None)
+        except _runs.DivergenceError:
+            if on_divergence == "raise":
+                raise
+            blew_up = True
+    n, K = rec.recorded.size, grid.size
+    risk = np.concatenate([rec.array("risk"), np.full(K - n, np.inf)])
+    snaps = None
+    if snapshots:
+        snaps = np.concatenate([rec.array("W"), np.full((K - n,) + W.shape, np.nan)])
+    return ParticleFlow(t=grid * tau, steps=grid, risk=risk, W=W, snapshots=snaps,
+                        blew_up=blew_up, scheme=scheme)

@@ -28,12 +28,12 @@ Contents
     Hermite coefficients, Mehler sums) live in :mod:`mflib.quadrature`.
 :class:`GridSolver`
     the reduced PDE on a grid: interaction matrix between grid nodes computed once, weighted
-    particles advected by the gridded velocity, risk from the same quadrature.
+    particles advected by the gridded velocity, risk from the same quadrature. Its independent
+    check is :func:`mflib.jko.particle_flow` with ``scheme="heun"``: :math:`N` particles in
+    :math:`\mathbb R^d` moved by the exact population gradient
+    :math:`-\nabla\Psi(w_i;\hat\rho_N)`, with no reduction and no grid.
 :func:`gaussian_init`
     particles for the law of the radii under :math:`w\sim\mathcal N(0,\kappa^2 I_d/d)`.
-:func:`particle_flow`
-    the independent check: :math:`N` particles in :math:`\mathbb R^d` moved by the exact population
-    gradient :math:`-\nabla\Psi(w_i;\hat\rho_N)` (no reduction, no grid).
 :func:`risk_mehler`
     fast exact risk for non-ReLU activations (such as :data:`mflib.activations.bump`, the bounded
     non-monotone activation of chapter 4).
@@ -78,8 +78,8 @@ from scipy import stats
 
 from . import activations as _act
 from . import problems as _problems
-from . import progress as _progress
 from . import quadrature as _quad
+from . import runs as _runs
 from .quadrature import arccos1_scalar as _arccos1_scalar
 from .validation import as_array, check_int, check_real, check_rng
 
@@ -477,6 +477,11 @@ class _GridExit(Exception):
     pass
 
 
+class _LeftGrid(ValueError):
+    """A particle outside the grid (a ValueError for the caller's input; GridSolver.run turns it
+    into a DivergenceError when a step causes it)."""
+
+
 @dataclass
 class PDESolution:
     r"""Output of :meth:`GridSolver.run`.
@@ -576,8 +581,8 @@ class GridSolver:
                 return i1, v1, np.stack([d1, np.zeros_like(d1)], axis=-1)
             i2, v2, d2 = _bspline(R[:, 1], self.lo, self.h, self.shape[1])
         except _GridExit:
-            raise ValueError(f"a particle left the grid (max radii {R.max(axis=0)}): increase "
-                             "r_max") from None
+            raise _LeftGrid(f"a particle left the grid (max radii {R.max(axis=0)}): increase "
+                            "r_max") from None
         n2 = self.shape[1]
         idx = (i1[:, :, None] * n2 + i2[:, None, :]).reshape(R.shape[0], -1)
         val = (v1[:, :, None] * v2[:, None, :]).reshape(R.shape[0], -1)
@@ -631,10 +636,25 @@ class GridSolver:
         dt : float > 0
             Time step (the last one is shortened to land on ``T``).
         n_records : int >= 2
-            Number of record times, uniform in :math:`[0, T]` or, with ``log_times``, log-spaced
-            (from ``dt``), always including 0 and ``T``.
+            Number of record steps, uniform in :math:`[0, n_{\rm steps}]` or, with
+            ``log_times``, log-spaced from the first step (:func:`mflib.runs.record_grid`),
+            always including 0 and ``T``.
         snapshots : bool
             Keep the positions at the record times.
+        progress : bool or None
+            Progress bar (:mod:`mflib.progress`).
+
+        Returns
+        -------
+        PDESolution
+
+        Raises
+        ------
+        mflib.runs.DivergenceError
+            If a step sends a particle off the grid or to a non-finite position (``dt`` too
+            large, or ``r_max`` too small for the flow); the message names the step and time.
+        ValueError
+            For bad arguments, or initial radii ``R0`` outside the grid.
         """
         R = self.reduced.radii(R0, "R0").copy()
         w = _weights(weights, R.shape[0])
@@ -644,94 +664,54 @@ class GridSolver:
         n_steps = int(np.ceil(T / dt - 1e-9))
         times = np.concatenate([[0.0], np.minimum(np.arange(1, n_steps + 1) * dt, T)])
         if log_times:
-            tr = np.concatenate([[0.0], np.geomspace(min(dt, T), T, n_records - 1)])
+            grid = _runs.record_grid(n_steps, n_log=max(n_records - 1, 2))
         else:
-            tr = np.linspace(0.0, T, n_records)
-        rec_steps = np.unique(np.searchsorted(times, tr - 1e-12))
-        risks, snaps, mass = [], [], []
-        r_i = 0
-        with _progress.bar(n_steps, progress, desc="PDE", threshold=0) as bar:
-            for k in range(n_steps + 1):
-                if r_i < rec_steps.size and rec_steps[r_i] == k:
-                    risks.append(self.risk(R, w))
-                    mass.append(self.deposit(R, w).sum())
-                    if snapshots:
-                        snaps.append(R.copy())
-                    r_i += 1
-                if k == n_steps:
-                    break
-                tau = times[k + 1] - times[k]
-                v1 = self.velocity(R, w)
-                Rp = R + tau * v1
-                R = R + 0.5 * tau * (v1 + self.velocity(Rp, w))
-                # The potential is even in each radius: a particle that overshoots an axis is its
-                # own mirror image.
-                R = np.abs(R)
-                bar.update()
-        return PDESolution(t=times[rec_steps], risk=np.array(risks), R=R, weights=w,
-                           snapshots=np.array(snaps) if snapshots else None, mass=np.array(mass))
-
-
-# ----------------------------------------------------------------------------------------------
-# Independent check: particles in R^d with exact population gradients.
-# ----------------------------------------------------------------------------------------------
-def particle_flow(problem, W0, T: float, dt: float, n_records: int = 20, lam: float = 0.0,
-                  snapshots: bool = False, progress: bool | None = None):
-    r"""Heun steps of :math:`\dot w_i = -\nabla\Psi(w_i;\hat\rho_N) - \lambda w_i` with the exact
-    population gradient (no data sampling, no reduction): the "particle dynamics" of Mei,
-    Misiakiewicz and Montanari, and a discretisation of the PDE independent of :class:`GridSolver`.
-
-    Parameters
-    ----------
-    problem : Problem
-    W0 : array (N, d)
-    T, dt : float > 0
-    n_records : int >= 2
-        Uniform record times in :math:`[0, T]`.
-    progress : bool or None
-        Progress bar (:mod:`mflib.progress`).
-
-    Returns
-    -------
-    t : array (K,), risk : array (K,) (exact :math:`R_N`), W : array (N, d) final weights, and
-    snapshots (K, N, d) or None.
-    """
-    if not isinstance(problem, _problems.Problem):
-        raise TypeError("problem must be an mflib.problems.Problem")
-    W = as_array(W0, "W0", ndim=2).copy()
-    if W.shape[1] != problem.d or W.shape[0] == 0:
-        raise ValueError(f"W0 must have shape (N, {problem.d}) with N >= 1, got {W.shape}")
-    T = check_real(T, "T", low=0.0, low_open=True)
-    dt = check_real(dt, "dt", low=0.0, low_open=True)
-    lam = check_real(lam, "lam", low=0.0)
-    n_records = check_int(n_records, "n_records", minimum=2)
-    n_steps = int(np.ceil(T / dt - 1e-9))
-    tau = T / n_steps
-    rec = np.unique(np.round(np.linspace(0, n_steps, n_records)).astype(int))
-
-    def vel(W):
-        return -problem.grad_Psi(W, W) - lam * W
-
-    risks, snaps, r_i = [], [], 0
-    bar = _progress.bar(n_steps, progress, desc="particle flow", threshold=0)
-    for k in range(n_steps + 1):
-        if r_i < rec.size and rec[r_i] == k:
-            risks.append(problem.risk(W))
-            if snapshots:
-                snaps.append(W.copy())
-            r_i += 1
-        if k == n_steps:
-            break
-        v1 = vel(W)
-        W = W + 0.5 * tau * (v1 + vel(W + tau * v1))
-        bar.update()
-    bar.close()
-    return rec * tau, np.array(risks), W, (np.array(snaps) if snapshots else None)
+            grid = _runs.record_grid(n_steps, n_records=n_records)
+        with _runs.Recorder(grid, times=times, progress=progress, desc="PDE",
+                            where="the grid PDE solver",
+                            advice=f"try a smaller dt (now {dt:g}), or a larger r_max if the "
+                                   f"flow itself leaves the grid") as rec:
+            for k0, k1 in rec.spans():
+                for k in range(k0, k1):
+                    tau = times[k + 1] - times[k]
+                    try:
+                        v1 = self.velocity(R, w)
+                        Rp = R + tau * v1
+                        R = R + 0.5 * tau * (v1 + self.velocity(Rp, w))
+                    except _LeftGrid:
+                        raise rec.diverged(k + 1, "a particle left the grid") from None
+                    # The potential is even in each radius: a particle that overshoots an axis is
+                    # its own mirror image.
+                    R = np.abs(R)
+                    rec.check(R, step=k + 1)
+                    rec.tick()
+                rec.record(risk=self.risk(R, w), mass=self.deposit(R, w).sum(),
+                           R=R if snapshots else None)
+        return PDESolution(t=rec.t, risk=rec.array("risk"), R=R, weights=w,
+                           snapshots=rec.array("R"), mass=rec.array("mass"))
 
 
 # ----------------------------------------------------------------------------------------------
 # Noisy dynamics in one dimension: Fokker-Planck, free energy, Gibbs fixed point.
 # ----------------------------------------------------------------------------------------------
+@dataclass
+class FokkerPlanckSolution:
+    r"""Output of :meth:`FokkerPlanck1D.run`.
+
+    Attributes
+    ----------
+    t : array (K,)             uniform record times in :math:`[0, T]`
+    m : array (K, n)           cell masses at those times
+    free_energy : array (K,)   :math:`F_\beta` (:meth:`FokkerPlanck1D.free_energy`)
+    risk : array (K,)          :math:`R(\rho_t)` (:meth:`FokkerPlanck1D.risk`)
+    """
+
+    t: np.ndarray
+    m: np.ndarray
+    free_energy: np.ndarray
+    risk: np.ndarray
+
+
 class FokkerPlanck1D:
     r"""Noisy mean-field dynamics of a problem with :math:`d = 1` on a uniform grid of cells.
 
@@ -818,13 +798,22 @@ class FokkerPlanck1D:
         out[1:] += dt * F
         return out, dt
 
-    def run(self, m0, T: float, n_records: int = 50):
+    def run(self, m0, T: float, n_records: int = 50,
+            progress: bool | None = None) -> FokkerPlanckSolution:
         r"""Explicit Euler with adaptive steps (positivity limit) from cell masses ``m0`` to ``T``.
+
+        The steps are as long as the positivity limit allows and end exactly on the
+        ``n_records`` uniform record times; the progress bar counts records.
 
         Returns
         -------
-        t : array (K,) uniform record times, m : array (K, n) masses, F : array (K,) free energies,
-        risk : array (K,)
+        FokkerPlanckSolution
+            ``t`` (K,), ``m`` (K, n), ``free_energy`` (K,), ``risk`` (K,).
+
+        Raises
+        ------
+        mflib.runs.DivergenceError
+            If the masses become non-finite (the message names the record and its time).
         """
         m = as_array(m0, "m0", shape=self.x.shape).copy()
         if np.any(m < 0) or abs(m.sum() - 1) > 1e-9:
@@ -832,15 +821,22 @@ class FokkerPlanck1D:
         T = check_real(T, "T", low=0.0, low_open=True)
         n_records = check_int(n_records, "n_records", minimum=2)
         tr = np.linspace(0.0, T, n_records)
-        ms, t = [m.copy()], 0.0
-        for target in tr[1:]:
-            while t < target - 1e-14:
-                m, dt = self.step(m, target - t)
-                t += dt
-            ms.append(m.copy())
-        ms = np.array(ms)
-        return (tr, ms, np.array([self.free_energy(q) for q in ms]),
-                np.array([self.risk(q) for q in ms]))
+        t = 0.0
+        # the recorder's "steps" are the records here: the time steps between them are adaptive
+        with _runs.Recorder(np.arange(n_records), times=tr, progress=progress,
+                            desc="Fokker-Planck", where="the Fokker-Planck solver",
+                            advice="check the potential (the steps are already at the "
+                                   "positivity limit)") as rec:
+            for _, j in rec.spans():
+                while t < tr[j] - 1e-14:
+                    m, dt = self.step(m, tr[j] - t)
+                    t += dt
+                rec.check(m)
+                rec.record(m=m)
+        ms = rec.array("m")
+        return FokkerPlanckSolution(t=tr, m=ms,
+                                    free_energy=np.array([self.free_energy(q) for q in ms]),
+                                    risk=np.array([self.risk(q) for q in ms]))
 
     def gibbs(self, damping: float = 0.5, tol: float = 1e-12, max_iter: int = 10000, m0=None):
         r"""Fixed point :math:`m_i\propto e^{-\beta\Psi_\lambda(x_i;m)}` by damped iteration

@@ -277,11 +277,62 @@ def test_explicit_and_implicit_agree_to_first_order_in_tau(ag):
     diffs = []
     for tau in (0.2, 0.1, 0.05):
         steps = int(round(T / tau))
-        e = J.particle_flow(p, W0, tau, steps, implicit=False)
-        i = J.particle_flow(p, W0, tau, steps, implicit=True)
+        e = J.particle_flow(p, W0, tau, steps, scheme="explicit")
+        i = J.particle_flow(p, W0, tau, steps, scheme="implicit")
         diffs.append(np.max(np.abs(e.W - i.W)))
     ratios = np.array(diffs[:-1]) / np.array(diffs[1:])
     assert np.all((ratios > 1.8) & (ratios < 2.2)), (diffs, ratios)
+
+
+@pytest.mark.parametrize("lam", [0.0, 0.3])
+def test_particle_flow_schemes_converge_at_their_order(ag, lam):
+    # One flow, three schemes: against a fine Heun reference at T = 2, explicit and implicit
+    # Euler converge at order 1 (error ratio 2 per halving of tau), Heun at order 2 (ratio 4).
+    p, W0 = ag
+    T = 2.0
+    ref = J.particle_flow(p, W0, T / 640, 640, scheme="heun", lam=lam, n_records=3).W
+    for scheme, order in (("explicit", 1), ("implicit", 1), ("heun", 2)):
+        errs = []
+        for steps in (20, 40, 80):
+            f = J.particle_flow(p, W0, T / steps, steps, scheme=scheme, lam=lam, n_records=5)
+            assert f.scheme == scheme and f.steps[-1] == steps and f.t[-1] == pytest.approx(T)
+            errs.append(np.max(np.abs(f.W - ref)))
+        ratios = np.array(errs[:-1]) / np.array(errs[1:])
+        assert np.all(np.abs(np.log2(ratios) - order) < 0.2), (scheme, errs, ratios)
+
+
+def test_particle_flow_records_and_ridge(ag):
+    p, W0 = ag
+    W0c = W0.copy()
+    f = J.particle_flow(p, W0, 0.1, 10, scheme="heun", snapshots=True)
+    np.testing.assert_array_equal(f.steps, np.arange(11))          # every step by default
+    np.testing.assert_allclose(f.t, 0.1 * np.arange(11))
+    np.testing.assert_array_equal(f.snapshots[0], W0)
+    np.testing.assert_array_equal(f.snapshots[-1], f.W)
+    np.testing.assert_array_equal(W0, W0c)                         # not modified
+    g = J.particle_flow(p, W0, 0.1, 10, scheme="heun", record_every=4)
+    np.testing.assert_array_equal(g.steps, [0, 4, 8, 10])
+    np.testing.assert_array_equal(g.W, f.W)                        # records do not change it
+    np.testing.assert_array_equal(g.risk, f.risk[[0, 4, 8, 10]])
+    # the ridge pulls the particles in: the implicit step with lam solves its own equation
+    W1, r = J.particle_implicit_step(p, W0, 0.5, lam=2.0, return_residual=True)
+    np.testing.assert_allclose(W1 - W0 + 0.5 * (p.grad_Psi(W1, W1) + 2.0 * W1), 0, atol=1e-7)
+    assert np.linalg.norm(W1) < np.linalg.norm(J.particle_implicit_step(p, W0, 0.5))
+
+
+def test_particle_flow_divergence_raises_or_stops(ag):
+    p, W0 = ag
+    with pytest.raises(mf.runs.DivergenceError, match=r"explicit particle flow diverged at step "
+                                                      r"\d+ \(t = .*smaller tau"):
+        J.particle_flow(p, W0, 1e4, 50, scheme="explicit")
+    e = J.particle_flow(p, W0, 1e4, 50, scheme="explicit", on_divergence="stop", snapshots=True)
+    assert e.blew_up and e.risk.size == 51 and np.isinf(e.risk[-1]) and np.isfinite(e.risk[0])
+    k = int(np.argmax(np.isinf(e.risk)))
+    assert np.all(np.isnan(e.snapshots[k:])) and np.all(np.isfinite(e.W))
+    with pytest.raises(ValueError, match="scheme"):
+        J.particle_flow(p, W0, 0.1, 3, scheme="rk4")
+    with pytest.raises(ValueError, match="on_divergence"):
+        J.particle_flow(p, W0, 0.1, 3, on_divergence="ignore")
 
 
 def test_implicit_stable_where_explicit_blows_up(ag):
@@ -289,13 +340,13 @@ def test_implicit_stable_where_explicit_blows_up(ag):
     W_eq = J.particle_flow(p, W0, 1.0, 30).W
     lam_max = np.linalg.eigvalsh(J.particle_drift_jacobian(p, W_eq)).max()
     tau = 3.0 * 2.0 / lam_max                     # three times the explicit stability limit
-    e = J.particle_flow(p, W0, tau, 40, implicit=False)
-    i = J.particle_flow(p, W0, tau, 40, implicit=True)
+    e = J.particle_flow(p, W0, tau, 40, scheme="explicit", on_divergence="stop")
+    i = J.particle_flow(p, W0, tau, 40, scheme="implicit")
     assert e.blew_up or e.risk[-1] > 10 * e.risk[0]
     assert np.all(np.diff(i.risk) <= 1e-10)          # monotone up to round-off in R_N (~1e-12)
     assert i.risk[-1] < i.risk[0]
     # and below the limit the explicit scheme is fine
-    e2 = J.particle_flow(p, W0, 0.5 * 2.0 / lam_max, 40, implicit=False)
+    e2 = J.particle_flow(p, W0, 0.5 * 2.0 / lam_max, 40, scheme="explicit")
     assert np.all(np.isfinite(e2.risk)) and e2.risk[-1] < e2.risk[0]
 
 
