@@ -29,9 +29,9 @@ formula and the cosine moments :math:`\mu_n = E[t^n]` of two uniform directions 
 a sum of separable terms: the interaction of :math:`M` particles costs :math:`O(M n_{\max})`; for
 :math:`s_0 < d` the binomial expansion of the correlation's powers in the two cosines keeps it
 separable (:class:`ReducedABW`).
-With :math:`\beta = b/s`, :math:`h_0 = s\varphi(\beta) + b\Phi(\beta)`, :math:`h_1 = s\Phi(\beta)`,
-:math:`h_n = s\,He_{n-2}(-\beta)\varphi(\beta)/\sqrt{n!}` for :math:`n\ge2`, and with
-:math:`e_0 = \Phi(\beta)`, :math:`e_n = He_{n-1}(-\beta)\varphi(\beta)`,
+With :math:`\zeta = b/s`, :math:`h_0 = s\varphi(\zeta) + b\Phi(\zeta)`, :math:`h_1 = s\Phi(\zeta)`,
+:math:`h_n = s\,He_{n-2}(-\zeta)\varphi(\zeta)/\sqrt{n!}` for :math:`n\ge2`, and with
+:math:`e_0 = \Phi(\zeta)`, :math:`e_n = He_{n-1}(-\zeta)\varphi(\zeta)`,
 :math:`\sqrt{n!}\,\partial_b h_n = e_n` and :math:`\sqrt{n!}\,\partial_s h_n = e_{n+1} + n e_{n-1}`.
 
 Contents: :class:`ReducedABW` (potentials, gradients, risk, Heun particle dynamics),
@@ -41,6 +41,7 @@ Contents: :class:`ReducedABW` (potentials, gradients, risk, Heun particle dynami
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from math import comb
 
@@ -49,8 +50,9 @@ from numba import njit
 from scipy import special
 
 from . import problems as _problems
-from . import progress as _progress
 from . import quadrature as _quad
+from . import runs as _runs
+from . import sgd as _sgd
 from .validation import as_array, check_int, check_real, check_rng
 
 _INV_SQRT_2PI = 1.0 / np.sqrt(2.0 * np.pi)
@@ -222,8 +224,12 @@ class ReducedABW:
 
     def run(self, P0, weights, T: float, dt: float, n_records: int = 50,
             snapshots: bool = False, progress: bool | None = None) -> ABWSolution:
-        """Heun steps of the weighted particles from 0 to ``T`` (records uniform in time);
-        ``progress``: bar (:mod:`mflib.progress`)."""
+        """Heun steps of the weighted particles from 0 to ``T``: ``ceil(T / dt)`` equal steps,
+        records on ``n_records`` uniform steps (:func:`mflib.runs.record_grid`);
+        ``progress``: bar (:mod:`mflib.progress`).
+
+        Raises :class:`mflib.runs.DivergenceError` (naming the step) if the particles become
+        non-finite."""
         P = self._parts(P0, "P0").copy()
         w = as_array(weights, "weights", shape=(P.shape[0],))
         if np.any(w < 0) or abs(w.sum() - 1) > 1e-9:
@@ -232,28 +238,24 @@ class ReducedABW:
         dt = check_real(dt, "dt", low=0.0, low_open=True)
         n_steps = int(np.ceil(T / dt - 1e-9))
         tau = T / n_steps
-        rec = np.unique(np.round(np.linspace(0, n_steps, check_int(n_records, "n_records",
-                                                                  minimum=2))).astype(int))
-        risks, snaps, r_i = [], [], 0
-        bar = _progress.bar(n_steps, progress, desc="reduced flow", threshold=0)
-        for k in range(n_steps + 1):
-            if r_i < rec.size and rec[r_i] == k:
-                risks.append(self._risk(P, w))
-                if snapshots:
-                    snaps.append(np.concatenate([P[:, :2], np.abs(P[:, 2:])], axis=1))
-                r_i += 1
-            if k == n_steps:
-                break
-            v1 = -self._potential(P, w)[1]
-            v2 = -self._potential(P + tau * v1, w)[1]
-            P = P + 0.5 * tau * (v1 + v2)
-            bar.update()
-        bar.close()
-        if not np.all(np.isfinite(P)):
-            raise FloatingPointError("reduced particle flow diverged: try a smaller dt")
+        grid = _runs.record_grid(n_steps, n_records=n_records)
+        with _runs.Recorder(grid, tau, progress=progress, desc="reduced flow",
+                            where="the reduced particle flow",
+                            advice=f"try a smaller dt (now {dt:g})") as rec:
+            for k0, k1 in rec.spans():
+                for k in range(k0, k1):
+                    with np.errstate(over="ignore", invalid="ignore"):
+                        v1 = -self._potential(P, w)[1]
+                        v2 = -self._potential(P + tau * v1, w)[1]
+                        P = P + 0.5 * tau * (v1 + v2)
+                    rec.check(P, step=k + 1)
+                    rec.tick()
+                rec.record(risk=self._risk(P, w),
+                           P=(np.concatenate([P[:, :2], np.abs(P[:, 2:])], axis=1)
+                              if snapshots else None))
         P[:, 2:] = np.abs(P[:, 2:])          # Psi is even in each radius
-        return ABWSolution(t=rec * tau, risk=np.array(risks), P=P, weights=w,
-                           snapshots=np.array(snaps) if snapshots else None)
+        return ABWSolution(t=rec.t, risk=rec.array("risk"), P=P, weights=w,
+                           snapshots=rec.array("P"))
 
 
 def _relu(u):
@@ -266,7 +268,8 @@ def risk_abw(problem, a, b, W, n_max: int = 40) -> float:
 
     Pairs use Mehler's series with :math:`n_{\max}` terms when their correlation is at most 0.95
     (error below :math:`10^{-9}`; :func:`mflib.quadrature.mehler_gram`); the diagonal uses the closed form
-    :math:`E\,\mathrm{relu}(sz+b)^2 = (s^2+b^2)\Phi(\beta) + bs\varphi(\beta)`, and the rare pairs with
+    :math:`E\,\mathrm{relu}(sz+b)^2 = (s^2+b^2)\Phi(\zeta) + bs\varphi(\zeta)`, :math:`\zeta = b/s`,
+    and the rare pairs with
     larger correlation a 2-D quadrature."""
     W = as_array(W, "W", ndim=2)
     N = W.shape[0]
@@ -280,8 +283,8 @@ def risk_abw(problem, a, b, W, n_max: int = 40) -> float:
         h, _, _ = _quad.relu_hermite(s, b, n_max)
         V -= 0.5 * sgn * a * h[:, 0]
         C = (W * cov) @ W.T
-        beta = b / s
-        diag = (A + b**2) * special.ndtr(beta) + b * s * np.exp(-0.5 * beta**2) * _INV_SQRT_2PI
+        zeta = b / s
+        diag = (A + b**2) * special.ndtr(zeta) + b * s * np.exp(-0.5 * zeta**2) * _INV_SQRT_2PI
         K = _quad.mehler_gram(_relu, (0.0,), h, A, C, m=b, diag=diag)
         Usum += p * (a @ K @ a)
     return float(problem.Ey2 + 2.0 * V.sum() / N + Usum / N**2)
@@ -328,9 +331,17 @@ def sgd_abw(problem, a0, b0, W0, eps: float, steps: int, rng: np.random.Generato
             n_records: int = 20, record_risk: bool = True, progress: bool | None = None) -> ABWTrajectory:
     r"""One-pass SGD (batch 1) on :math:`\theta_i = (a_i, b_i, w_i)`:
     :math:`\theta_i \leftarrow \theta_i + \varepsilon(y_k - f_N(x_k))\nabla_\theta\sigma_*(x_k;\theta_i)`,
-    time :math:`t = k\varepsilon`. Records (uniform in k) the radii :math:`(|P_Vw_i|, |P_V^\perp w_i|)`,
-    the pairs :math:`(a_i, b_i)` and, if ``record_risk``, the exact risk (:func:`risk_abw`).
-    Data are drawn in chunks of 4096 from ``rng``; the steps run in a compiled loop."""
+    time :math:`t = k\varepsilon`. Records (on ``n_records`` uniform steps,
+    :func:`mflib.runs.record_grid`) the radii :math:`(|P_Vw_i|, |P_V^\perp w_i|)`, the pairs
+    :math:`(a_i, b_i)` and, if ``record_risk``, the exact risk (:func:`risk_abw`).
+
+    Random stream: as in :func:`mflib.sgd.run`, ``rng`` is split once (``rng.spawn(2)``) and
+    the data are drawn from the first child in chunks of :data:`mflib.sgd.CHUNK` samples, so the
+    same ``rng`` gives :func:`mflib.sgd.run` and this function the same samples
+    :math:`(x_k, y_k)`. The steps run in a compiled loop.
+
+    Raises :class:`mflib.runs.DivergenceError` (naming the step) if the parameters become
+    non-finite (checked at every record and every :data:`mflib.sgd.CHUNK` steps)."""
     W = as_array(W0, "W0", ndim=2).copy()
     N, d = W.shape
     if d != problem.d:
@@ -340,33 +351,22 @@ def sgd_abw(problem, a0, b0, W0, eps: float, steps: int, rng: np.random.Generato
     eps = check_real(eps, "eps", low=0.0, low_open=True)
     steps = check_int(steps, "steps", minimum=1)
     rng = check_rng(rng)
-    rec = np.unique(np.round(np.linspace(0, steps, check_int(n_records, "n_records",
-                                                              minimum=2))).astype(int))
-    ts, risks, radii, ab = [], [], [], []
-    X = y = None
-    pos = 4096
-    r_i = 0
-    with _progress.bar(steps, progress, desc="SGD (a,b,w)", threshold=0) as bar:
-        k = 0
-        while True:
-            if r_i < rec.size and rec[r_i] == k:
-                ts.append(k * eps)
-                radii.append(problem.radii(W))
-                ab.append(np.stack([a, b], axis=1))
-                if record_risk:
-                    risks.append(risk_abw(problem, a, b, W))
-                r_i += 1
-            if k == steps:
-                break
-            if pos == 4096:
-                X, y = problem.sample(4096, rng)
-                pos = 0
-            n = min(4096 - pos, rec[r_i] - k)
-            _abw_steps(a, b, W, X[pos:pos + n], y[pos:pos + n], eps)
-            pos += n
-            k += n
-            bar.update(n)
-    if not np.all(np.isfinite(W)):
-        raise FloatingPointError("SGD diverged: try a smaller eps")
-    return ABWTrajectory(t=np.array(ts), risk=np.array(risks) if record_risk else None, a=a, b=b,
-                         W=W, radii=np.array(radii), ab=np.array(ab))
+    grid = _runs.record_grid(steps, n_records=n_records)
+    data_rng, _ = rng.spawn(2)               # the split of mflib.sgd.run (its second: noise)
+    stream = _sgd._ChunkStream(problem, data_rng, np.float64, steps)
+    with _runs.Recorder(grid, eps, progress=progress, desc="SGD (a,b,w)", where="SGD on (a, b, w)",
+                        advice=f"try a smaller eps (now {eps:g})") as rec, \
+            contextlib.closing(stream):
+        for k0, k1 in rec.spans():
+            k = k0
+            while k < k1:
+                n = min(_sgd.CHUNK, k1 - k)
+                X, y = stream.take(n)
+                _abw_steps(a, b, W, X, y, eps)
+                k += n
+                rec.check(W, a, b, step=k)
+                rec.tick(n)
+            rec.record(radii=problem.radii(W), ab=np.stack([a, b], axis=1),
+                       risk=risk_abw(problem, a, b, W) if record_risk else None)
+    return ABWTrajectory(t=rec.t, risk=rec.array("risk"), a=a, b=b, W=W,
+                         radii=rec.array("radii"), ab=rec.array("ab"))

@@ -167,11 +167,12 @@ def test_sgd_abw_compiled_steps_match_a_plain_loop(rng):
     tr = reduced.sgd_abw(p, a0, b0, W0, eps=eps, steps=steps, rng=np.random.default_rng(9), n_records=3,
                          record_risk=False, progress=False)
     a, b, W = a0.copy(), b0.copy(), W0.copy()
-    data = np.random.default_rng(9)
+    data = np.random.default_rng(9).spawn(2)[0]     # the data stream of mflib.sgd.run
+    C = mf.sgd.CHUNK
     for k in range(steps):
-        if k % 4096 == 0:
-            X, y = p.sample(4096, data)
-        x, yk = X[k % 4096], y[k % 4096]
+        if k % C == 0:
+            X, y = p.sample(C, data)
+        x, yk = X[k % C], y[k % C]
         hpre = W @ x + b
         g = eps * (yk - a @ np.maximum(hpre, 0) / N)
         on = (hpre > 0) * g * a
