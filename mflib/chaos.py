@@ -24,6 +24,14 @@ multi-class cross-entropy needs. SGD with batch size :math:`M` is the paper's eq
     \end{aligned}
 
 with :math:`\hat{\mathcal R}^{N,M} = \frac1M\sum_{i}\ell(f_N(x_i), y_i) + \frac1N\sum_k V(w^k)`.
+
+**Names in code.** The paper's letters keep their meaning in the formulas here, but two of them mean
+something else elsewhere in mflib (DESIGN.md: one name, one meaning), so the arguments are named:
+:math:`\gamma` (base step) is ``base_step``, :math:`\beta` (width exponent: the step grows like
+:math:`N^\beta`) is ``width_exponent``; :math:`\alpha` (decay exponent) stays ``alpha`` and the
+batch size :math:`M` stays ``M``. In :func:`mflib.sgd.run`, ``beta`` is the inverse temperature of
+noisy SGD, and in :mod:`mflib.ntk`, ``gamma`` is the output scale.
+
 One step lasts :math:`\gamma_{\alpha,\beta}(N)` units of mean-field time, so a horizon :math:`T`
 takes :math:`n_T = \lfloor T/\gamma_{\alpha,\beta}(N)\rfloor` steps (:class:`Schedule`).
 
@@ -47,14 +55,13 @@ there is no Python loop over particles. W2 distances come from :mod:`mflib.trans
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
 import numpy as np
 
 from . import activations as _act
 from . import losses as _losses
-from . import progress as _progress
+from . import runs as _runs
 from . import transport as _transport
 from .validation import as_array, check_int, check_real, check_rng
 
@@ -64,27 +71,17 @@ __all__ = [
     "sgd", "SGDRun", "field", "Field", "coupled", "Coupling",
 ]
 
-def _one_blas_thread():
-    """Run a loop with one BLAS thread (the matrices of a step are small: a batch of M rows, or the
-    16 data points of the synthetic problem). On two shared cores a second BLAS thread made the
-    digits runs 2x slower in wall time and 2.5x in CPU time. threadpoolctl ships with scikit-learn."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:                                  # pragma: no cover
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
-
 
 # ----------------------------------------------------------------------------------------------
 # The step-size schedule of equation (2)
 # ----------------------------------------------------------------------------------------------
-def _check_ab(alpha, beta):
+def _check_ab(alpha, width_exponent):
     alpha = check_real(alpha, "alpha", low=0.0, high=1.0)
     if alpha == 1.0:
-        raise ValueError("alpha must be in [0, 1): the time step gamma^(1/(1-alpha)) N^((beta-1)/(1-alpha)) "
-                         "is undefined at alpha = 1, got 1.0")
-    beta = check_real(beta, "beta", low=0.0, high=1.0)
-    return alpha, beta
+        raise ValueError("alpha must be in [0, 1): the time step base_step^(1/(1-alpha)) "
+                         "N^((width_exponent-1)/(1-alpha)) is undefined at alpha = 1, got 1.0")
+    width_exponent = check_real(width_exponent, "width_exponent", low=0.0, high=1.0)
+    return alpha, width_exponent
 
 
 @dataclass(frozen=True)
@@ -95,12 +92,12 @@ class Schedule:
     ----------
     N : int >= 1
         Number of neurons.
-    gamma : float > 0
+    base_step : float > 0
         Base step :math:`\gamma`.
     alpha : float in [0, 1)
         Decay exponent of the steps (:math:`\alpha = 0`: constant steps).
-    beta : float in [0, 1]
-        Width exponent: the SGD step grows like :math:`N^\beta`.
+    width_exponent : float in [0, 1]
+        Width exponent :math:`\beta`: the SGD step grows like :math:`N^\beta`.
     M : int >= 1
         Batch size.
 
@@ -116,24 +113,25 @@ class Schedule:
     """
 
     N: int
-    gamma: float = 1.0
+    base_step: float = 1.0
     alpha: float = 0.0
-    beta: float = 0.0
+    width_exponent: float = 0.0
     M: int = 1
 
     def __post_init__(self):
         object.__setattr__(self, "N", check_int(self.N, "N", minimum=1))
-        object.__setattr__(self, "gamma", check_real(self.gamma, "gamma", low=0.0, low_open=True))
-        alpha, beta = _check_ab(self.alpha, self.beta)
+        object.__setattr__(self, "base_step",
+                           check_real(self.base_step, "base_step", low=0.0, low_open=True))
+        alpha, width_exponent = _check_ab(self.alpha, self.width_exponent)
         object.__setattr__(self, "alpha", alpha)
-        object.__setattr__(self, "beta", beta)
+        object.__setattr__(self, "width_exponent", width_exponent)
         object.__setattr__(self, "M", check_int(self.M, "M", minimum=1))
 
     @property
     def dt(self) -> float:
         r""":math:`\gamma_{\alpha,\beta}(N)`."""
         a = 1.0 / (1.0 - self.alpha)
-        return self.gamma ** a * float(self.N) ** ((self.beta - 1.0) * a)
+        return self.base_step ** a * float(self.N) ** ((self.width_exponent - 1.0) * a)
 
     @property
     def noise(self) -> float:
@@ -145,7 +143,8 @@ class Schedule:
         n = np.asarray(n, dtype=float)
         if np.any(n < 0):
             raise ValueError("step index n must be >= 0")
-        out = self.gamma * float(self.N) ** self.beta * (n + 1.0 / self.dt) ** (-self.alpha)
+        out = (self.base_step * float(self.N) ** self.width_exponent
+               * (n + 1.0 / self.dt) ** (-self.alpha))
         return float(out) if out.ndim == 0 else out
 
     def mf_step(self, n):
@@ -159,19 +158,23 @@ class Schedule:
         return int(np.floor(T / self.dt * (1.0 + 1e-9)))
 
 
-def time_step(N: int, gamma: float = 1.0, alpha: float = 0.0, beta: float = 0.0) -> float:
-    r""":math:`\gamma_{\alpha,\beta}(N) = \gamma^{1/(1-\alpha)} N^{(\beta-1)/(1-\alpha)}`."""
-    return Schedule(N, gamma, alpha, beta).dt
+def time_step(N: int, base_step: float = 1.0, alpha: float = 0.0,
+              width_exponent: float = 0.0) -> float:
+    r""":math:`\gamma_{\alpha,\beta}(N) = \gamma^{1/(1-\alpha)} N^{(\beta-1)/(1-\alpha)}`
+    (:math:`\gamma` = ``base_step``, :math:`\beta` = ``width_exponent``)."""
+    return Schedule(N, base_step, alpha, width_exponent).dt
 
 
-def step_size(n, N: int, gamma: float = 1.0, alpha: float = 0.0, beta: float = 0.0):
+def step_size(n, N: int, base_step: float = 1.0, alpha: float = 0.0,
+              width_exponent: float = 0.0):
     r"""The SGD step of (2), :math:`\gamma N^\beta (n + \gamma_{\alpha,\beta}(N)^{-1})^{-\alpha}`."""
-    return Schedule(N, gamma, alpha, beta).step(n)
+    return Schedule(N, base_step, alpha, width_exponent).step(n)
 
 
-def n_steps(T: float, N: int, gamma: float = 1.0, alpha: float = 0.0, beta: float = 0.0) -> int:
+def n_steps(T: float, N: int, base_step: float = 1.0, alpha: float = 0.0,
+            width_exponent: float = 0.0) -> int:
     r""":math:`n_T = \lfloor T/\gamma_{\alpha,\beta}(N)\rfloor`."""
-    return Schedule(N, gamma, alpha, beta).n_steps(T)
+    return Schedule(N, base_step, alpha, width_exponent).n_steps(T)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -360,8 +363,8 @@ class SGDRun:
     W_avg: np.ndarray | None = None
 
 
-def sgd(W0, X, y, *, gamma: float = 1.0, alpha: float = 0.0, beta: float = 0.0, M: int = 1,
-        T: float | None = None, steps: int | None = None, loss: str = "squared",
+def sgd(W0, X, y, *, base_step: float = 1.0, alpha: float = 0.0, width_exponent: float = 0.0,
+        M: int = 1, T: float | None = None, steps: int | None = None, loss: str = "squared",
         activation="relu", penalty=None, rng: np.random.Generator | None = None,
         n_copies: int = 1, independent: bool = False, record_every: int | None = None,
         average_from: int | None = None, dtype=np.float64, progress: bool | None = None) -> SGDRun:
@@ -386,9 +389,9 @@ def sgd(W0, X, y, *, gamma: float = 1.0, alpha: float = 0.0, beta: float = 0.0, 
         Data points (the support of :math:`\pi`).
     y : array
         Targets: (n,) or (n, C) for ``"squared"``, integer labels (n,) for ``"cross_entropy"``.
-    gamma, alpha, beta, M
-        The schedule (:class:`Schedule`): base step, decay exponent in [0, 1), width exponent in
-        [0, 1], batch size >= 1.
+    base_step, alpha, width_exponent, M
+        The schedule (:class:`Schedule`): base step :math:`\gamma`, decay exponent
+        :math:`\alpha` in [0, 1), width exponent :math:`\beta` in [0, 1], batch size >= 1.
     T, steps : float or int
         Horizon in mean-field time (:math:`n_T = \lfloor T/\gamma_{\alpha,\beta}(N)\rfloor`) or a
         number of steps; exactly one of them.
@@ -420,6 +423,12 @@ def sgd(W0, X, y, *, gamma: float = 1.0, alpha: float = 0.0, beta: float = 0.0, 
     Returns
     -------
     SGDRun
+
+    Raises
+    ------
+    mflib.runs.DivergenceError
+        If the weights become non-finite (checked every 256 steps and at the records; the message
+        names the step).
     """
     loss = _losses.check_loss(loss)
     act = _act.get(activation)
@@ -437,7 +446,7 @@ def sgd(W0, X, y, *, gamma: float = 1.0, alpha: float = 0.0, beta: float = 0.0, 
         raise ValueError("independent=True gives each neuron its own batch, so copies would not stay "
                          "identical: use n_copies=1")
     R, N0, p = W.shape
-    sched = Schedule(N0 * n_copies, gamma, alpha, beta, M)
+    sched = Schedule(N0 * n_copies, base_step, alpha, width_exponent, M)
     if (T is None) == (steps is None):
         raise ValueError("give exactly one of T (mean-field time) and steps")
     n_T = sched.n_steps(T) if T is not None else check_int(steps, "steps", minimum=0)
@@ -446,40 +455,43 @@ def sgd(W0, X, y, *, gamma: float = 1.0, alpha: float = 0.0, beta: float = 0.0, 
         record_every = check_int(record_every, "record_every", minimum=1)
     if average_from is not None:
         average_from = check_int(average_from, "average_from", minimum=0, maximum=n_T)
-    snaps, snap_n = [], []
     W_sum = np.zeros_like(W) if average_from is not None else None
     chunk = 256
     idx_all = None
-    with _progress.bar(n_T, progress, desc="SGD", threshold=0) as bar, _one_blas_thread():
-        for k in range(n_T + 1):
-            if record_every is not None and (k % record_every == 0 or k == n_T):
-                snaps.append(W.copy())
-                snap_n.append(k)
-            if W_sum is not None and k >= average_from:
-                W_sum += W
-            if k == n_T:
-                break
-            if k % chunk == 0:
-                shape = (min(chunk, n_T - k), R, N0, M) if independent else (min(chunk, n_T - k), R, M)
-                idx_all = rng.integers(0, n, size=shape)
-            idx = idx_all[k % chunk]
-            if independent:
-                g = _grad_independent(X[idx], y[idx], W, C, act, loss)
-            else:
-                g, _ = _grad_core(X[idx], y[idx], W, C, act, loss, sched.N)   # X[idx]: (R, M, d)
-            lr = dtype(sched.step(k))
-            if penalty is not None:
-                g += _penalty_grad(penalty, W) / sched.N
-            W -= lr * g
-            bar.update()
-    if not np.all(np.isfinite(W)):
-        raise FloatingPointError("SGD diverged (non-finite weights); try a smaller gamma")
+    grid = _runs.record_grid(n_T, record_every)
+    with _runs.Recorder(grid, sched.dt, progress=progress, desc="SGD", threads=1,
+                        where="SGD (De Bortoli et al.'s schedule)",
+                        advice=f"try a smaller base_step (now {base_step:g})") as rec:
+        for k0, k1 in rec.spans():
+            for k in range(k0, k1):
+                if W_sum is not None and k >= average_from:
+                    W_sum += W
+                if k % chunk == 0:
+                    rec.check(W, step=k)
+                    shape = ((min(chunk, n_T - k), R, N0, M) if independent
+                             else (min(chunk, n_T - k), R, M))
+                    idx_all = rng.integers(0, n, size=shape)
+                idx = idx_all[k % chunk]
+                if independent:
+                    g = _grad_independent(X[idx], y[idx], W, C, act, loss)
+                else:
+                    g, _ = _grad_core(X[idx], y[idx], W, C, act, loss, sched.N)   # (R, M, d)
+                lr = dtype(sched.step(k))
+                if penalty is not None:
+                    g += _penalty_grad(penalty, W) / sched.N
+                W -= lr * g
+                rec.tick()
+            rec.check(W)
+            rec.record(W=W if record_every is not None else None)
+    if W_sum is not None:
+        W_sum += W                               # the last iterate n_T (n_T >= average_from)
     W_avg = W_sum / (n_T - average_from + 1) if W_sum is not None else None
     unbatch = (lambda A: A) if batched else (lambda A: A[0])
-    snap = np.array(snaps) if snaps else None
+    snap = rec.array("W")
+    t = rec.t if snap is not None else np.array([])
     if snap is not None and not batched:
         snap = snap[:, 0]
-    return SGDRun(W=unbatch(W), schedule=sched, n_T=n_T, t=np.array(snap_n) * sched.dt,
+    return SGDRun(W=unbatch(W), schedule=sched, n_T=n_T, t=t,
                   snapshots=snap, W_avg=unbatch(W_avg) if W_avg is not None else None)
 
 
@@ -622,8 +634,9 @@ class Coupling:
     index: list
 
 
-def coupled(W0, Ns, runs: int, X, y, *, gamma: float = 1.0, alpha: float = 0.0, beta: float = 0.0,
-            M: int = 1, T: float = 1.0, dt: float = 0.01, weights=None, batch: int | None = None,
+def coupled(W0, Ns, runs: int, X, y, *, base_step: float = 1.0, alpha: float = 0.0,
+            width_exponent: float = 0.0, M: int = 1, T: float = 1.0, dt: float = 0.01,
+            weights=None, batch: int | None = None,
             noise: bool = True, loss: str = "squared", activation="tanh", penalty=None,
             rng: np.random.Generator | None = None, progress: bool | None = None) -> Coupling:
     r"""Particle systems (6) of sizes ``Ns`` coupled synchronously with their mean-field limit.
@@ -658,8 +671,9 @@ def coupled(W0, Ns, runs: int, X, y, *, gamma: float = 1.0, alpha: float = 0.0, 
         Independent copies of each particle system (disjoint sets of limit particles).
     X, y : arrays
         The data: support of :math:`\pi` with ``weights`` (default uniform), exact integrals.
-    gamma, alpha, beta, M
-        The schedule; ``M`` enters only through the noise amplitude.
+    base_step, alpha, width_exponent, M
+        The schedule (:math:`\gamma`, :math:`\alpha`, :math:`\beta`, :math:`M`, as in
+        :func:`sgd`); ``M`` enters only through the noise amplitude.
     T, dt : float
         Horizon and Euler-Maruyama step.
     batch : int, optional
@@ -677,6 +691,11 @@ def coupled(W0, Ns, runs: int, X, y, *, gamma: float = 1.0, alpha: float = 0.0, 
     Returns
     -------
     Coupling
+
+    Raises
+    ------
+    mflib.runs.DivergenceError
+        If the particles become non-finite (checked every step; the message names it).
     """
     loss = _losses.check_loss(loss)
     act = _act.get(activation)
@@ -693,8 +712,8 @@ def coupled(W0, Ns, runs: int, X, y, *, gamma: float = 1.0, alpha: float = 0.0, 
     if Ns.size == 0:
         raise ValueError("Ns must hold at least one size")
     runs = check_int(runs, "runs", minimum=1)
-    alpha, beta = _check_ab(alpha, beta)
-    gamma = check_real(gamma, "gamma", low=0.0, low_open=True)
+    alpha, width_exponent = _check_ab(alpha, width_exponent)
+    base_step = check_real(base_step, "base_step", low=0.0, low_open=True)
     M = check_int(M, "M", minimum=1)
     T = check_real(T, "T", low=0.0)
     dt = check_real(dt, "dt", low=0.0, low_open=True)
@@ -711,8 +730,10 @@ def coupled(W0, Ns, runs: int, X, y, *, gamma: float = 1.0, alpha: float = 0.0, 
     sizes = np.concatenate([[L], np.repeat(Ns, runs)])
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     block = np.repeat(np.arange(sizes.size), sizes)
-    amp_lim = np.sqrt(gamma ** (1.0 / (1.0 - alpha)) / M) if (beta == 1.0 and noise) else 0.0
-    amp_N = np.array([Schedule(int(N), gamma, alpha, beta, M).noise if noise else 0.0 for N in Ns])
+    amp_lim = (np.sqrt(base_step ** (1.0 / (1.0 - alpha)) / M)
+               if (width_exponent == 1.0 and noise) else 0.0)
+    amp_N = np.array([Schedule(int(N), base_step, alpha, width_exponent, M).noise if noise else 0.0
+                      for N in Ns])
     amp = np.concatenate([[amp_lim], np.repeat(amp_N, runs)])[block]
     W = W0[gidx].copy()
     tagged = slice(L, W.shape[0])
@@ -721,30 +742,37 @@ def coupled(W0, Ns, runs: int, X, y, *, gamma: float = 1.0, alpha: float = 0.0, 
     part_block = np.repeat(np.arange(Ns.size), runs * Ns)          # system index of each tagged particle
     run_id = np.concatenate([np.repeat(np.arange(runs), N) for N in Ns])
     sup = np.zeros(W.shape[0] - L)
-    mean_sq = np.zeros((Ns.size, steps + 1))
     counts = runs * Ns
-    with _progress.bar(steps, progress, desc="Euler-Maruyama", threshold=0) as bar, _one_blas_thread():
-        for s in range(steps):
-            h_dt = tgrid[s + 1] - tgrid[s]
-            if batch is None:
-                Xs, ys, ws, unb = X, y, w, False
-            else:
-                ib = rng.choice(n, size=batch, p=w)
-                Xs, ys, ws, unb = X[ib], y[ib], np.full(batch, 1.0 / batch), True
-            h, Sigma, _ = _field_packed(W, starts, sizes, block, Xs, ys, ws, C, act, loss, penalty, unb)
-            coef = (tgrid[s] + 1.0) ** (-alpha)
-            step = h * h_dt
-            if noise:
-                dB = rng.standard_normal((L, p)) * np.sqrt(h_dt)
-                step += amp[:, None] * np.einsum("kpq,kq->kp", _transport.psd_sqrt(Sigma), dB[gidx])
-            W += coef * step
-            diff = W[tagged] - W[gidx[tagged]]
-            sq = np.einsum("kp,kp->k", diff, diff)
-            np.maximum(sup, sq, out=sup)
-            mean_sq[:, s + 1] = np.bincount(part_block, sq, minlength=Ns.size) / counts
-            bar.update()
-    if not np.all(np.isfinite(W)):
-        raise FloatingPointError("the particle systems diverged; try a smaller dt")
+    mean_now = np.zeros(Ns.size)
+    with _runs.Recorder(np.arange(steps + 1), times=tgrid, progress=progress,
+                        desc="Euler-Maruyama", threads=1, where="the coupled particle systems",
+                        advice=f"try a smaller dt (now {dt:g})") as rec:
+        for k0, k1 in rec.spans():
+            for s in range(k0, k1):
+                h_dt = tgrid[s + 1] - tgrid[s]
+                if batch is None:
+                    Xs, ys, ws, unb = X, y, w, False
+                else:
+                    ib = rng.choice(n, size=batch, p=w)
+                    Xs, ys, ws, unb = X[ib], y[ib], np.full(batch, 1.0 / batch), True
+                h, Sigma, _ = _field_packed(W, starts, sizes, block, Xs, ys, ws, C, act, loss,
+                                            penalty, unb)
+                rec.check(h, Sigma, step=s,
+                          what="the mean field or the noise covariance became non-finite")
+                coef = (tgrid[s] + 1.0) ** (-alpha)
+                step = h * h_dt
+                if noise:
+                    dB = rng.standard_normal((L, p)) * np.sqrt(h_dt)
+                    step += amp[:, None] * np.einsum("kpq,kq->kp", _transport.psd_sqrt(Sigma),
+                                                     dB[gidx])
+                W += coef * step
+                diff = W[tagged] - W[gidx[tagged]]
+                sq = np.einsum("kp,kp->k", diff, diff)
+                np.maximum(sup, sq, out=sup)
+                mean_now = np.bincount(part_block, sq, minlength=Ns.size) / counts
+            rec.check(W)
+            rec.record(mean_sq=mean_now)
+    mean_sq = rec.array("mean_sq").T
     key = part_block * runs + run_id
     sup_sq = (np.bincount(key, sup, minlength=Ns.size * runs).reshape(Ns.size, runs) / Ns[:, None])
     W_N, off = [], L

@@ -16,7 +16,7 @@ def test_schedule_hand_values_decreasing_steps():
     # gamma = 1/2, alpha = 1/2, beta = 1/2, N = 100:
     # dt = (1/2)^2 * 100^(-1) = 1/400; step(0) = 1/2 * 10 * 400^(-1/2) = 1/4;
     # step(125) = 5 / sqrt(525); n_T(1) = 400; mf_step(0) = 1/400; noise (M = 4) = sqrt(1/1600).
-    s = ch.Schedule(N=100, gamma=0.5, alpha=0.5, beta=0.5, M=4)
+    s = ch.Schedule(N=100, base_step=0.5, alpha=0.5, width_exponent=0.5, M=4)
     assert s.dt == pytest.approx(0.0025, rel=1e-14)
     assert s.step(0) == pytest.approx(0.25, rel=1e-14)
     assert s.step(125) == pytest.approx(5.0 / np.sqrt(525.0), rel=1e-14)
@@ -28,12 +28,12 @@ def test_schedule_hand_values_decreasing_steps():
 
 def test_schedule_hand_values_constant_steps():
     # alpha = 0, beta = 1: the SGD step is gamma N, the mean-field step is gamma, n_T = T / gamma.
-    s = ch.Schedule(N=50, gamma=0.3, alpha=0.0, beta=1.0)
+    s = ch.Schedule(N=50, base_step=0.3, alpha=0.0, width_exponent=1.0)
     assert s.dt == pytest.approx(0.3)
     assert s.step(7) == pytest.approx(15.0)
     assert s.n_steps(10.0) == 33
     # alpha = 0, beta = 0 (Mei-Montanari-Nguyen): step gamma, time step gamma / N.
-    s = ch.Schedule(N=1000, gamma=2.0, alpha=0.0, beta=0.0)
+    s = ch.Schedule(N=1000, base_step=2.0, alpha=0.0, width_exponent=0.0)
     assert s.dt == pytest.approx(0.002)
     assert s.step(0) == pytest.approx(2.0)
     assert s.n_steps(1.0) == 500            # 1 / 0.002 must not round down to 499
@@ -45,18 +45,19 @@ def test_schedule_hand_values_constant_steps():
 
 def test_exercise_schedule_answer():
     # Exercise ex-ch7-1: N = 10^4, gamma = 1/2, alpha = 1/2, beta = 1/2, T = 2.
-    s = ch.Schedule(N=10_000, gamma=0.5, alpha=0.5, beta=0.5)
+    s = ch.Schedule(N=10_000, base_step=0.5, alpha=0.5, width_exponent=0.5)
     assert s.dt == pytest.approx(2.5e-5, rel=1e-13)
     assert s.step(0) == pytest.approx(0.25, rel=1e-13)
     assert s.n_steps(2.0) == 80_000
     assert s.mf_step(0) == pytest.approx(2.5e-5, rel=1e-13)
 
 
-@pytest.mark.parametrize("kw", [dict(alpha=-0.1), dict(alpha=1.0), dict(alpha=1.5), dict(beta=-0.01),
-                                dict(beta=1.01), dict(M=0), dict(gamma=0.0), dict(N=0)])
+@pytest.mark.parametrize("kw", [dict(alpha=-0.1), dict(alpha=1.0), dict(alpha=1.5),
+                                dict(width_exponent=-0.01), dict(width_exponent=1.01), dict(M=0),
+                                dict(base_step=0.0), dict(N=0)])
 def test_schedule_value_errors(kw):
-    args = dict(N=10, gamma=1.0, alpha=0.0, beta=0.5, M=1) | kw
-    with pytest.raises(ValueError):
+    args = dict(N=10, base_step=1.0, alpha=0.0, width_exponent=0.5, M=1) | kw
+    with pytest.raises(ValueError, match=list(kw)[0]):          # the message names the argument
         ch.Schedule(**args)
 
 
@@ -128,7 +129,7 @@ def test_translation_to_design_conventions():
     N, d, gamma, beta = 20, 3, 0.7, 0.75
     W0 = rng.standard_normal((N, d))
     x, y = rng.standard_normal((1, d)), np.array([0.4])      # one data point: every batch is it
-    run = ch.sgd(W0, x, y, gamma=gamma, beta=beta, M=3, steps=1, rng=rng)
+    run = ch.sgd(W0, x, y, base_step=gamma, width_exponent=beta, M=3, steps=1, rng=rng)
     eps = 2 * gamma * N ** (beta - 1)
     h = W0 @ x[0]
     r = y[0] - np.maximum(h, 0).mean()
@@ -142,8 +143,9 @@ def test_sgd_n_copies_equals_explicit_copies():
     rng = np.random.default_rng(4)
     X, y = datasets.synthetic_1d(16)
     W0 = 0.5 * rng.standard_normal((2, 3, 2))               # R = 2 runs, 3 distinct neurons
-    a = ch.sgd(W0, X, y, beta=0.5, M=2, T=0.5, n_copies=4, activation="tanh", rng=np.random.default_rng(5))
-    b = ch.sgd(np.repeat(W0, 4, axis=1), X, y, beta=0.5, M=2, T=0.5, activation="tanh",
+    a = ch.sgd(W0, X, y, width_exponent=0.5, M=2, T=0.5, n_copies=4, activation="tanh",
+               rng=np.random.default_rng(5))
+    b = ch.sgd(np.repeat(W0, 4, axis=1), X, y, width_exponent=0.5, M=2, T=0.5, activation="tanh",
                rng=np.random.default_rng(5))
     assert a.n_T == b.n_T == ch.n_steps(0.5, 12, 1.0, 0.0, 0.5)
     np.testing.assert_allclose(np.repeat(a.W, 4, axis=1), b.W, atol=1e-13)
@@ -154,8 +156,9 @@ def test_sgd_independent_batches():
     rng = np.random.default_rng(6)
     # one neuron: its own batch is the batch, so the ablation coincides with SGD
     W0 = rng.standard_normal((3, 1, 2))
-    a = ch.sgd(W0, X, y, beta=1.0, gamma=0.2, M=3, steps=5, activation="tanh", rng=np.random.default_rng(7))
-    b = ch.sgd(W0, X, y, beta=1.0, gamma=0.2, M=3, steps=5, activation="tanh", independent=True,
+    a = ch.sgd(W0, X, y, width_exponent=1.0, base_step=0.2, M=3, steps=5, activation="tanh",
+               rng=np.random.default_rng(7))
+    b = ch.sgd(W0, X, y, width_exponent=1.0, base_step=0.2, M=3, steps=5, activation="tanh", independent=True,
                rng=np.random.default_rng(7))
     np.testing.assert_allclose(a.W, b.W, atol=1e-14)
     # several neurons: neuron k's gradient is row k of the full-network gradient on its own batch
@@ -173,7 +176,7 @@ def test_sgd_independent_batches():
 def test_sgd_same_seed_same_output_and_records():
     X, y = datasets.synthetic_1d(8)
     W0 = np.random.default_rng(8).standard_normal((5, 2))
-    kw = dict(beta=0.75, M=2, T=5.0, activation="tanh", record_every=3, average_from=2)
+    kw = dict(width_exponent=0.75, M=2, T=5.0, activation="tanh", record_every=3, average_from=2)
     a = ch.sgd(W0, X, y, rng=np.random.default_rng(9), **kw)
     b = ch.sgd(W0, X, y, rng=np.random.default_rng(9), **kw)
     np.testing.assert_array_equal(a.W, b.W)
@@ -198,8 +201,8 @@ def test_sgd_value_errors():
     X, y = datasets.synthetic_1d(8)
     W0 = np.zeros((3, 2))
     rng = np.random.default_rng(0)
-    for kw in [dict(alpha=1.2), dict(alpha=-0.5), dict(beta=1.5), dict(beta=-1.0), dict(M=0),
-               dict(gamma=-1.0)]:
+    for kw in [dict(alpha=1.2), dict(alpha=-0.5), dict(width_exponent=1.5),
+               dict(width_exponent=-1.0), dict(M=0), dict(base_step=-1.0)]:
         with pytest.raises(ValueError):
             ch.sgd(W0, X, y, steps=1, rng=rng, **kw)
     with pytest.raises(ValueError):
@@ -224,7 +227,7 @@ def test_sgd_value_errors():
 def _spread(beta, N, seed, runs=200):
     X, y = datasets.synthetic_1d(16)
     W0 = np.tile(np.array([0.3, -0.2]), (runs, 1, 1))          # (runs, 1, 2): one distinct neuron
-    r = ch.sgd(W0, X, y, beta=beta, M=1, T=1.0, n_copies=N, activation="tanh",
+    r = ch.sgd(W0, X, y, width_exponent=beta, M=1, T=1.0, n_copies=N, activation="tanh",
                rng=np.random.default_rng(seed))
     return r.W[:, 0, :].var(axis=0, ddof=1).sum()
 
@@ -310,7 +313,7 @@ def test_field_value_errors():
 def _coupling(beta, **kw):
     X, y = datasets.synthetic_1d(16)
     W0 = 0.3 * np.random.default_rng(17).standard_normal((2048, 2))
-    args = dict(gamma=1.0, beta=beta, M=1, T=1.0, dt=0.05, rng=np.random.default_rng(18)) | kw
+    args = dict(base_step=1.0, width_exponent=beta, M=1, T=1.0, dt=0.05, rng=np.random.default_rng(18)) | kw
     return ch.coupled(W0, [8, 128], 8, X, y, **args)
 
 
@@ -330,7 +333,7 @@ def test_coupling_full_size_system_is_its_own_limit():
     # noise amplitude as the limit, so it must coincide with it exactly.
     X, y = datasets.synthetic_1d(8)
     W0 = 0.3 * np.random.default_rng(19).standard_normal((64, 2))
-    for kw in (dict(beta=1.0), dict(beta=0.5, noise=False)):
+    for kw in (dict(width_exponent=1.0), dict(width_exponent=0.5, noise=False)):
         c = ch.coupled(W0, [64], 1, X, y, T=0.5, dt=0.05, rng=np.random.default_rng(20), **kw)
         assert c.sup_sq.max() == 0.0
         np.testing.assert_array_equal(c.W_N[0][0], c.W_limit)
@@ -354,7 +357,7 @@ def test_coupling_value_errors():
     rng = np.random.default_rng(0)
     with pytest.raises(ValueError):
         ch.coupled(W0, [16], 4, X, y, rng=rng)             # needs L >= 64
-    for kw in [dict(alpha=1.0), dict(beta=1.2), dict(M=0), dict(dt=0.0), dict(T=-1.0)]:
+    for kw in [dict(alpha=1.0), dict(width_exponent=1.2), dict(M=0), dict(dt=0.0), dict(T=-1.0)]:
         with pytest.raises(ValueError):
             ch.coupled(W0, [4], 2, X, y, rng=rng, **kw)
     with pytest.raises(ValueError):

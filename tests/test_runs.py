@@ -150,3 +150,101 @@ def test_blas_threads():
         assert blas_threads() == before
     with pytest.raises(ValueError, match="threads"):
         runs.blas_threads(0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Every time-stepping routine raises the one DivergenceError on a diverging input
+# ---------------------------------------------------------------------------------------------
+def _sgd_case(engine):
+    import mflib as mf
+    p = mf.problems.AnisotropicGaussians(10, 4, 0.5)
+    W0 = p.init_weights(20, 0.8, np.random.default_rng(0))
+    return lambda: engine(p, W0, 100.0, 500, rng=np.random.default_rng(1)), "smaller eps"
+
+
+def _ntk_case():
+    from mflib import ntk
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((8, 3))
+    a, W = ntk.init(10, 3, rng)
+    return lambda: ntk.train(10 * X, np.sin(X[:, 0]), a, W, "ntk", ds=50.0, steps=400), "smaller ds"
+
+
+def _grid_case():
+    from mflib import pde, problems
+    red = pde.ReducedAnisotropic(problems.AnisotropicGaussians(6, 3, 0.5), n_cos=(6, 6))
+    R0, w0 = pde.gaussian_init(red, 1.0, 4)
+    S = pde.GridSolver(red, h=0.1, r_max=(2.0, 1.6))
+    return lambda: S.run(R0, w0, T=1000.0, dt=100.0), "smaller dt"
+
+
+def _particle_case(scheme):
+    from mflib import jko, problems
+    p = problems.AnisotropicGaussians(3, 1, 0.5)
+    W0 = 0.3 * np.random.default_rng(0).standard_normal((12, 3)) + [1.0, 0.0, 0.0]
+    return lambda: jko.particle_flow(p, W0, 1e4, 50, scheme=scheme), "smaller tau"
+
+
+def _reduced_flow_case():
+    from mflib import pde, problems, reduced
+    p = problems.AnisotropicGaussians(10, 10, 0.8)
+    r0, q0 = pde.gaussian_init(pde.ReducedAnisotropic(p), 0.8, 20)
+    P0 = np.stack([np.ones(20), np.zeros(20), r0[:, 0]], axis=1)
+    return lambda: reduced.ReducedABW(p).run(P0, q0, T=1e6, dt=1e5), "smaller dt"
+
+
+def _sgd_abw_case():
+    from mflib import problems, reduced
+    p = problems.AnisotropicGaussians(10, 4, 0.5)
+    W0 = p.init_weights(20, 0.8, np.random.default_rng(0))
+    return (lambda: reduced.sgd_abw(p, np.ones(20), np.zeros(20), W0, eps=1e3, steps=5000,
+                                    rng=np.random.default_rng(1), n_records=3,
+                                    record_risk=False), "smaller eps")
+
+
+def _chaos_sgd_case():
+    from mflib import chaos, datasets
+    X, y = datasets.synthetic_1d(8)
+    W0 = np.random.default_rng(0).standard_normal((5, 2))
+    return (lambda: chaos.sgd(W0, X, y, base_step=1e6, width_exponent=1.0, steps=600,
+                              rng=np.random.default_rng(1)), "smaller base_step")
+
+
+def _chaos_coupled_case():
+    from mflib import chaos, datasets
+    X, y = datasets.synthetic_1d(8)
+    W0 = np.random.default_rng(0).standard_normal((16, 2))
+    return (lambda: chaos.coupled(W0, [4], 2, X, y, base_step=1.0, width_exponent=1.0, T=1e6,
+                                  dt=1e4, activation="relu", rng=np.random.default_rng(1)),
+            "smaller dt")
+
+
+@pytest.mark.parametrize("case", [
+    "sgd.run", "sgd.run_reference", "ntk.train", "pde.GridSolver.run",
+    "jko.particle_flow(explicit)", "jko.particle_flow(heun)", "reduced.ReducedABW.run",
+    "reduced.sgd_abw", "chaos.sgd", "chaos.coupled"])
+def test_every_routine_raises_divergence_error_naming_step_time_and_advice(case):
+    # (The implicit schemes, jko.particle_flow(scheme="implicit") and jko.fokker_planck_1d, and
+    # FokkerPlanck1D.run's steps at the positivity limit do not blow up: their failure mode is a
+    # ConvergenceError of the inner solver. They check their state all the same.)
+    from mflib import sgd
+    make = {
+        "sgd.run": lambda: _sgd_case(sgd.run),
+        "sgd.run_reference": lambda: _sgd_case(sgd.run_reference),
+        "ntk.train": _ntk_case,
+        "pde.GridSolver.run": _grid_case,
+        "jko.particle_flow(explicit)": lambda: _particle_case("explicit"),
+        "jko.particle_flow(heun)": lambda: _particle_case("heun"),
+        "reduced.ReducedABW.run": _reduced_flow_case,
+        "reduced.sgd_abw": _sgd_abw_case,
+        "chaos.sgd": _chaos_sgd_case,
+        "chaos.coupled": _chaos_coupled_case,
+    }[case]
+    call, advice = make()
+    with np.errstate(all="ignore"), pytest.raises(runs.DivergenceError) as info:
+        call()
+    e = info.value
+    assert isinstance(e, FloatingPointError)
+    assert e.step >= 1 and np.isfinite(e.time) and e.time > 0
+    assert advice in e.advice
+    assert f"diverged at step {e.step} (t = " in str(e) and advice in str(e)
