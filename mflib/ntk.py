@@ -387,7 +387,7 @@ def train(X, y, a_bar0, W0, scaling: str = "ntk", ds: float = 0.5, steps: int = 
     limit = BLOWUP * max(np.abs(W0).max(), np.abs(a_bar0).max(), 1.0)
     gd = _GradientStep(X, y, N, g)
     state = gd(a, W)                              # residual h - y and the gradient of R_S
-    with _runs.Recorder(grid, ds, progress=progress, desc="GD", threshold=0, threads=1,
+    with _runs.Recorder(grid, ds, progress=progress, desc="GD", threshold=20000, threads=1,
                         where="gradient descent", advice=f"try a smaller ds (now {ds:g})") as rec:
         for k0, k1 in rec.spans():
             for k in range(k0, k1):

@@ -355,9 +355,9 @@ def relu_hermite(s, b, n_max: int):
     :math:`h_n(s, b) = E[\mathrm{relu}(sz + b)He_n(z)]/\sqrt{n!}`, and their derivatives
     :math:`\partial_s h_n`, :math:`\partial_b h_n`, for :math:`n\le n_{\max}`.
 
-    With :math:`\beta = b/s`, :math:`h_0 = s\varphi(\beta) + b\Phi(\beta)`,
-    :math:`h_1 = s\Phi(\beta)`, :math:`h_n = s\,He_{n-2}(-\beta)\varphi(\beta)/\sqrt{n!}` for
-    :math:`n\ge2`; with :math:`e_0 = \Phi(\beta)`, :math:`e_n = He_{n-1}(-\beta)\varphi(\beta)`,
+    With :math:`\zeta = b/s`, :math:`h_0 = s\varphi(\zeta) + b\Phi(\zeta)`,
+    :math:`h_1 = s\Phi(\zeta)`, :math:`h_n = s\,He_{n-2}(-\zeta)\varphi(\zeta)/\sqrt{n!}` for
+    :math:`n\ge2`; with :math:`e_0 = \Phi(\zeta)`, :math:`e_n = He_{n-1}(-\zeta)\varphi(\zeta)`,
     :math:`\sqrt{n!}\,\partial_b h_n = e_n` and
     :math:`\sqrt{n!}\,\partial_s h_n = e_{n+1} + n e_{n-1}`. For :math:`b = 0` these are the
     :func:`hermite_coefficients` of ReLU at :math:`A = s^2`.
@@ -366,24 +366,24 @@ def relu_hermite(s, b, n_max: int):
     """
     s = np.asarray(s, dtype=float)
     b = np.asarray(b, dtype=float)
-    beta = b / s
-    phi = np.exp(-0.5 * beta**2) * _INV_SQRT_2PI
-    Phi = special.ndtr(beta)
-    He = _hermite_norm(-beta, n_max + 1)           # He_k(-beta)/sqrt(k!), k <= n_max + 1
+    zeta = b / s
+    phi = np.exp(-0.5 * zeta**2) * _INV_SQRT_2PI
+    Phi = special.ndtr(zeta)
+    He = _hermite_norm(-zeta, n_max + 1)           # He_k(-zeta)/sqrt(k!), k <= n_max + 1
     n = np.arange(n_max + 2)
     sqf = np.sqrt([float(factorial(k)) for k in range(n_max + 2)])
     # e_k = E[H(sz+b) He_k(z)], k = 0..n_max+1 (unnormalised).
-    e = np.empty(beta.shape + (n_max + 2,))
+    e = np.empty(zeta.shape + (n_max + 2,))
     e[..., 0] = Phi
     e[..., 1:] = He[..., :-1] * sqf[:-1] * phi[..., None]
-    h = np.empty(beta.shape + (n_max + 1,))
+    h = np.empty(zeta.shape + (n_max + 1,))
     h[..., 0] = s * phi + b * Phi
     if n_max >= 1:
         h[..., 1] = s * Phi
     if n_max >= 2:
         h[..., 2:] = (s * phi)[..., None] * He[..., : n_max - 1] * sqf[: n_max - 1] / sqf[2: n_max + 1]
     db = e[..., : n_max + 1] / sqf[: n_max + 1]
-    em1 = np.concatenate([np.zeros(beta.shape + (1,)), e[..., :n_max]], axis=-1)
+    em1 = np.concatenate([np.zeros(zeta.shape + (1,)), e[..., :n_max]], axis=-1)
     ds = (e[..., 1: n_max + 2] + n[: n_max + 1] * em1) / sqf[: n_max + 1]
     return h, ds, db
 
