@@ -20,6 +20,7 @@ jko           backward Euler, proximal steps and the JKO scheme (chapter 5)
 kernels       arc-cosine kernels in closed form (chapter 6)
 ntk           empirical NTK, lazy vs mean-field training (chapter 6)
 chaos         propagation of chaos, De Bortoli et al. 2020 (chapter 7)
+experiments   parameter sweeps at paper scale on Dask, ``python -m mflib.experiments`` (chapter 7)
 quadrature    Gaussian expectations by kink-aware quadrature, the arc-cosine formula (chapters 1-4, 6)
 datasets      synthetic inputs and the handwritten digits (chapters 6, 7)
 losses        squared and cross-entropy losses and their derivatives, accuracy (chapter 7)
@@ -43,6 +44,7 @@ _SUBMODULES = {
     "approximation",
     "chaos",
     "datasets",
+    "experiments",
     "fitting",
     "jko",
     "kernels",
