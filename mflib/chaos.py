@@ -283,13 +283,7 @@ def empirical_risk(X, y, W, loss: str = "squared", activation="relu", penalty=No
 
     Returns a float for W (N, p) and an array (R,) for W (R, N, p).
     """
-    loss = _losses.check_loss(loss)
-    act = _act.get(activation)
-    X = as_array(X, "X", ndim=2)
-    W3, batched = _weights3(W)
-    C = _n_out(W3.shape[2], X.shape[1])
-    y = _losses.check_targets(y, X.shape[0], loss, C)
-    w = _data_weights(weights, X.shape[0])
+    loss, act, X, y, W3, batched, C, w = _risk_args(X, y, W, loss, activation, weights)
     f = act.sigma(_preact(X[None], W3, C)).mean(axis=2)
     r = (_losses.per_sample(f, y, loss) * w).sum(axis=-1)
     if callable(penalty):
@@ -315,18 +309,23 @@ def grad_risk(X, y, W, loss: str = "squared", activation="relu", penalty=None,
     computed as one batched matrix product. Multiplying by :math:`-N` gives the mean field
     :math:`h(w^k, \nu^N)` when :math:`\pi` is the data distribution (see :func:`field`).
     """
+    loss, act, X, y, W3, batched, C, w = _risk_args(X, y, W, loss, activation, weights)
+    g, _ = _grad_core(X[None], y, W3, C, act, loss, W3.shape[1], weights=w)
+    gv = _penalty_grad(_check_penalty(penalty), W3)
+    if gv is not None:
+        g = g + gv / W3.shape[1]
+    return g if batched else g[0]
+
+
+def _risk_args(X, y, W, loss, activation, weights):
+    """Checked arguments of :func:`empirical_risk` and :func:`grad_risk`."""
     loss = _losses.check_loss(loss)
     act = _act.get(activation)
     X = as_array(X, "X", ndim=2)
     W3, batched = _weights3(W)
     C = _n_out(W3.shape[2], X.shape[1])
     y = _losses.check_targets(y, X.shape[0], loss, C)
-    w = _data_weights(weights, X.shape[0])
-    g, _ = _grad_core(X[None], y, W3, C, act, loss, W3.shape[1], weights=w)
-    gv = _penalty_grad(_check_penalty(penalty), W3)
-    if gv is not None:
-        g = g + gv / W3.shape[1]
-    return g if batched else g[0]
+    return loss, act, X, y, W3, batched, C, _data_weights(weights, X.shape[0])
 
 
 def _data_weights(weights, n):
