@@ -273,6 +273,64 @@ def _grad_independent(Xb, yb, W, C, act, loss):
     return np.einsum("rkmc,rkmd->rkcd", A, Xb).reshape(R, N, C * d) / N
 
 
+class _Step:
+    r"""One in-place SGD step of :func:`sgd` (all neurons on one batch), at the matrix-product limit.
+
+    Per run, the step is two large products: the forward one :math:`H = X_b W^\top` (``M`` by
+    ``N C``, into a buffer allocated once) and the weight update
+    :math:`W \mathrel{+}= -\frac{\text{lr}}{N_{\text{eff}}}\,A^\top X_b`, a BLAS ``gemm`` with
+    ``beta = 1`` that writes into ``W`` itself, so no ``(N, p)`` temporary is ever formed. The scale
+    is folded into the small ``(M, C)`` array :math:`\partial_1\ell/M`, and for ReLU the
+    elementwise work runs in place on ``H`` (``relu``, the sum over neurons, then
+    :math:`\sigma' = \operatorname{sign}(\sigma(H))` times the scaled loss derivative). Results
+    equal :func:`_grad_core` followed by ``W -= lr * g`` up to round-off.
+    """
+
+    def __init__(self, W, M: int, C: int, act, loss: str, N_eff: int):
+        from scipy.linalg import blas as _blas
+
+        R, N, p = W.shape
+        self.R, self.N, self.C, self.d = R, N, C, p // C
+        self.act, self.loss, self.N_eff = act, loss, N_eff
+        self.H = np.empty((R, M, N * C), dtype=W.dtype)
+        self.gemm = _blas.get_blas_funcs("gemm", dtype=W.dtype)
+
+    def __call__(self, W, Xb, yb, lr, penalty=None):
+        """Update ``W`` (R, N, p) in place with the batch ``Xb`` (R, M, d), ``yb``; return ``W``."""
+        R, N, C, d = self.R, self.N, self.C, self.d
+        M = Xb.shape[1]
+        H = self.H
+        for r in range(R):
+            np.matmul(Xb[r], W[r].reshape(N * C, d).T, out=H[r])
+        H4 = H.reshape(R, M, N, C)
+        relu = self.act is _act.relu
+        if relu:
+            np.maximum(H, 0.0, out=H)
+            f = H4.sum(axis=2) / N
+        else:
+            f = self.act.sigma(H4).mean(axis=2)
+        G = _losses.derivative(f, yb, self.loss) / M                        # (R, M, C)
+        G *= W.dtype.type(-lr / self.N_eff)
+        if relu:
+            np.sign(H, out=H)                   # sigma'(h) = 1{h > 0} = sign(relu(h))
+            H4 *= G[:, :, None, :]
+            A = H
+        else:
+            A = (self.act.dsigma(H4) * G[:, :, None, :]).reshape(R, M, N * C).astype(W.dtype)
+        gv = _penalty_grad(penalty, W) if callable(penalty) else None
+        if penalty is not None and gv is None:
+            W *= W.dtype.type(1.0 - lr * penalty / self.N_eff)
+        elif gv is not None:
+            gv *= W.dtype.type(lr / self.N_eff)
+            W -= gv
+        for r in range(R):
+            Wt = W[r].reshape(N * C, d).T                                    # (d, N C), Fortran order
+            out = self.gemm(1.0, Xb[r].T, A[r].T, beta=1.0, c=Wt, trans_b=1, overwrite_c=True)
+            if not np.shares_memory(out, W):    # pragma: no cover - f2py copied: write it back
+                Wt[...] = out
+        return W
+
+
 def empirical_risk(X, y, W, loss: str = "squared", activation="relu", penalty=None,
                    weights=None) -> np.ndarray | float:
     r""":math:`\hat{\mathcal R}^N(w^{1:N}) = \sum_i \pi_i\,\ell(f_N(x_i), y_i) + \frac1N\sum_k V(w^k)`.
@@ -457,6 +515,9 @@ def sgd(W0, X, y, *, base_step: float = 1.0, alpha: float = 0.0, width_exponent:
     W_sum = np.zeros_like(W) if average_from is not None else None
     chunk = 256
     idx_all = None
+    if not independent:
+        step = _Step(W, M, C, act, loss, sched.N)
+        Xb = np.empty((R, M, d), dtype=X.dtype)
     grid = _runs.record_grid(n_T, record_every)
     with _runs.Recorder(grid, sched.dt, progress=progress, desc="SGD", threads=1,
                         where="SGD (De Bortoli et al.'s schedule)",
@@ -471,14 +532,14 @@ def sgd(W0, X, y, *, base_step: float = 1.0, alpha: float = 0.0, width_exponent:
                              else (min(chunk, n_T - k), R, M))
                     idx_all = rng.integers(0, n, size=shape)
                 idx = idx_all[k % chunk]
+                lr = dtype(sched.step(k))
                 if independent:
                     g = _grad_independent(X[idx], y[idx], W, C, act, loss)
-                else:
-                    g, _ = _grad_core(X[idx], y[idx], W, C, act, loss, sched.N)   # (R, M, d)
-                lr = dtype(sched.step(k))
-                if penalty is not None:
-                    g += _penalty_grad(penalty, W) / sched.N
-                W -= lr * g
+                    if penalty is not None:
+                        g += _penalty_grad(penalty, W) / sched.N
+                    W -= lr * g
+                else:                            # in place, at the matrix-product limit
+                    step(W, np.take(X, idx, axis=0, out=Xb), y[idx], lr, penalty)
                 rec.tick()
             rec.check(W)
             rec.record(W=W if record_every is not None else None)

@@ -173,6 +173,44 @@ def test_sgd_independent_batches():
         ch.sgd(W0, X, y, steps=1, independent=True, n_copies=2, rng=rng)
 
 
+def _sgd_reference(W0, X, y, steps, M, loss, activation, penalty, n_copies, dtype, seed, **kw):
+    """The straightforward loop: gradient by _grad_core (one batched product), then W -= lr g."""
+    act = activations.get(activation)
+    W = np.array(W0, dtype=dtype)
+    X = np.asarray(X, dtype=dtype)
+    R, N0, p = W.shape
+    C = p // X.shape[1]
+    sched = ch.Schedule(N0 * n_copies, M=M, **kw)
+    idx_all = np.random.default_rng(seed).integers(0, X.shape[0], size=(steps, R, M))
+    for k in range(steps):
+        idx = idx_all[k]
+        g, _ = ch._grad_core(X[idx], y[idx], W, C, act, loss, sched.N)
+        if penalty is not None:
+            g += (penalty(W) if callable(penalty) else penalty * W) / sched.N
+        W -= dtype(sched.step(k)) * g
+    return W
+
+
+@pytest.mark.parametrize("loss, activation, penalty, n_copies", [
+    ("cross_entropy", "relu", None, 1), ("cross_entropy", "relu", 0.3, 2),
+    ("squared", "tanh", None, 1), ("squared", "relu", lambda W: W ** 3, 1)])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_sgd_in_place_step_matches_reference(loss, activation, penalty, n_copies, dtype):
+    rng = np.random.default_rng(21)
+    n, d, C, R, N0, M, steps = 40, 12, 3, 2, 7, 5, 6
+    X = rng.standard_normal((n, d))
+    y = rng.integers(0, C, n) if loss == "cross_entropy" else rng.standard_normal((n, C))
+    W0 = 0.3 * rng.standard_normal((R, N0, C * d))
+    kw = dict(base_step=0.5, alpha=0.25, width_exponent=0.75)
+    ref = _sgd_reference(W0, X, y, steps, M, loss, activation, penalty, n_copies, dtype, 22, **kw)
+    new = ch.sgd(W0, X, y, M=M, steps=steps, loss=loss, activation=activation, penalty=penalty,
+                 n_copies=n_copies, dtype=dtype, rng=np.random.default_rng(22), **kw)
+    assert new.W.dtype == dtype
+    assert np.abs(ref - W0).max() > 1e-3                    # the steps moved the weights
+    tol = 1e-12 if dtype == np.float64 else 2e-5
+    np.testing.assert_allclose(new.W, ref, rtol=0, atol=tol * np.abs(ref).max())
+
+
 def test_sgd_same_seed_same_output_and_records():
     X, y = datasets.synthetic_1d(8)
     W0 = np.random.default_rng(8).standard_normal((5, 2))
