@@ -13,8 +13,11 @@ whose mean drift is :math:`-\varepsilon\nabla\Psi_\lambda(w_i;\rho_N)`; time is
 
 Random streams. ``rng`` is split once into two independent child generators: data are drawn from
 the first in fixed chunks of :data:`CHUNK` samples (so the trajectory does not depend on recording
-or blocking choices), Langevin noise from the second, one ``(N, d)`` block per step. Any faster
-engine must reproduce :func:`run_reference` on the same stream.
+or blocking choices), Langevin noise from the second. Without noise, any faster engine must
+reproduce :func:`run_reference` on the same stream. With noise, :func:`run` draws the noise per
+block (below): exact in law, not the same path as :func:`run_reference` on the same seed (its
+blocks, hence its path, depend on ``block`` and the record steps); ``_noise="step"`` draws one
+``(N, d)`` matrix per step and reproduces :func:`run_reference`.
 
 Engines. :func:`run_reference` is the plain loop, one step at a time: the oracle. :func:`run` is
 the fast engine, exact (same trajectory up to round-off) and organised around the two facts that
@@ -33,11 +36,59 @@ set the cost of a step, :math:`O(Nd)` work on a weight matrix that is read and w
   one more matrix product. The sequential part (:math:`O(K N)` per step) is a compiled numba
   loop; the products run in NumPy's BLAS at its full rate. Blocks end at record steps.
 * *With Langevin noise* each step adds an independent :math:`N\times d` Gaussian matrix, which is
-  not low-rank, so the blocking no longer helps: each step is a forward product plus one fused
-  compiled pass :math:`w \leftarrow c\,w + \sum_b a_b x_b + \sqrt{2\varepsilon/\beta}\,g`. The
-  cost is then set by drawing :math:`Nd` normals per step: at :math:`N = 800`, :math:`d = 320`
-  on one core of the benchmark machine a noisy step took 2.6 ms, 90% of it in
-  ``standard_normal``, about 90 times a noiseless step (``benchmarks/results/bench_sgd.txt``).
+  not low-rank; drawing it costs :math:`Nd` normals per step (2.6 ms at :math:`N = 800`,
+  :math:`d = 320`, 90 times a noiseless step). The blocked engine does not need every normal,
+  only the noise's effect on what it computes, and draws that exactly in law (next section).
+  The per-step noise stream (``_noise="step"``, the same trajectory as :func:`run_reference` on
+  the same seed) stays available for tests.
+
+Langevin noise in blocks (exact in law). Fix one neuron and a block of :math:`K` steps
+:math:`m = 0, \dots, K-1` with rows :math:`x_r` (:math:`R = KB` rows, row :math:`r` belongs to step
+:math:`m_r`), :math:`s = \sqrt{2\varepsilon/\beta}`, :math:`c = 1 - \varepsilon\lambda > 0`. The
+per-step loop is :math:`w_{m+1} = c\,w_m + \sum_b a_{m,b}x_{m,b} + s\,g_m`, so
+:math:`w_m = (\text{drift part}) + \nu_m` with :math:`\nu_0 = 0`, :math:`\nu_{m+1} = c\,\nu_m + s\,g_m`,
+and the drift part is what the noiseless kernel computes from the coefficients :math:`a`. The
+noise enters only through the Gaussian vector
+
+.. math::
+
+    \big(z, \nu_K\big)\in\mathbb R^{R}\times\mathbb R^{d},\qquad z_r = \langle \nu_{m_r}, x_r\rangle ,
+
+the pre-activation of row :math:`r` being its drift part plus :math:`z_r`, and the block's end
+:math:`w_K = c^K w_0 + \sum_r c^{K-1-m_r}a_r x_r + \nu_K`. Given the block's data (independent of the
+noise), it is centred with, for :math:`S(p) = \sum_{i<p} c^{2i}` (:math:`= p` when :math:`\lambda = 0`),
+:math:`\operatorname{Cov}(\nu_m, \nu_n) = s^2 c^{|m-n|}S(\min(m,n))\,I_d`. Write
+:math:`\nu_m = \mu_m\nu_K + \beta_m` with :math:`\mu_m = c^{K-m}S(m)/S(K)`: the bridge
+:math:`\beta` is independent of :math:`\nu_K` (Gaussian and uncorrelated) with
+:math:`\operatorname{Cov}(\beta_m, \beta_n) = s^2\kappa(m,n) I_d`,
+:math:`\kappa(m,n) = c^{|m-n|}S(\min(m,n)) - \mu_m\mu_n S(K)` (for :math:`\lambda = 0`,
+:math:`\min(m,n) - mn/K`: a discrete Brownian bridge). Hence, exactly,
+
+.. math::
+
+    \nu_K = s\sqrt{S(K)}\,\xi,\qquad z_r = \mu_{m_r}\langle \nu_K, x_r\rangle + (L\zeta)_r ,
+    \qquad \xi\sim\mathcal N(0, I_d),\ \zeta\sim\mathcal N(0, I_{R-B}),
+
+with :math:`L L^\top = s^2\,[\kappa(m_r, m_q)\,\langle x_r, x_q\rangle]_{r,q}` over the rows of
+steps :math:`m \ge 1` (a Hadamard product of two positive semi-definite matrices, so positive
+semi-definite; :math:`z = 0` on step 0). One factorisation per block (Cholesky, or the symmetric
+square root when the Gram matrix is singular, e.g. :math:`R > d`) serves all neurons, which are
+independent: :math:`d + R - B` normals per neuron per block instead of :math:`Kd`. The engine adds
+:math:`c^{-m_r}z_r` to row :math:`r` of :math:`H` before the sequential kernel (which multiplies
+row :math:`r` by :math:`c` once per earlier step) and :math:`\nu_K` to :math:`W` at the block's end.
+
+*Why the law is exact.* Given :math:`W` at the block's start and the block's data, the per-step
+loop's pre-activations and its :math:`W` at the block's end are one deterministic function
+:math:`\Phi` of the noise vectors :math:`(z, \nu_K)` of the :math:`N` neurons (the coefficients
+:math:`a` depend on the noise only through the pre-activations). The engine evaluates the same
+:math:`\Phi` (up to round-off) at vectors with the same conditional law, independent across
+neurons, of the past and of the data. So the joint law of the block-end weights and of all
+pre-activations is that of the loop for one block, and, the noise of different blocks being
+independent, by induction for the whole run (blocks end at record steps, so every recorded
+:math:`W` and risk has the loop's law). Weights inside a block are never formed. Requires
+:math:`c > 0` (else the per-step stream is used). Cost per step, :math:`N = 800`, :math:`d = 320`,
+float64, blocks of 128 (:data:`NOISE_BLOCK_ROWS`): about 2.7 times a noiseless step (normals
+:math:`N(d + R - B)/K` per step, one extra product of the same size as :math:`H`).
 
 Measured cost of a noiseless step at :math:`N = 800`, :math:`d = 320`, batch 1, float64, one
 core: 28 us, about one read of :math:`W` (26 us); its floor is the two products,
@@ -53,6 +104,7 @@ from __future__ import annotations
 import contextlib
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numba
 import numpy as np
@@ -65,6 +117,7 @@ from .validation import as_array, check_int, check_real, check_rng
 CHUNK = 4096
 BLOWUP = 1e6   # |w| beyond this (times the initial scale) is treated as divergence
 BLOCK_ROWS = 64   # default samples per block of the fast engine (steps per block: BLOCK_ROWS // batch)
+NOISE_BLOCK_ROWS = 128   # the same with Langevin noise (longer blocks: fewer end-of-block normals)
 _SUB_ROWS = 8     # rows per sub-block of the sequential kernel
 
 
@@ -390,6 +443,74 @@ def _noisy_update(W, A, X, c, amp, g, limit):
     return bad
 
 
+@numba.njit(cache=True, nogil=True)
+def _end_block_noise(W, T, V, cK, amp, limit):
+    """W <- cK W + T + amp V in place (the block's Langevin sum amp V); returns how many |w|
+    exceed ``limit`` or are NaN."""
+    N, d = W.shape
+    bad = 0
+    for i in range(N):
+        Wi, Ti, Vi = W[i], T[i], V[i]
+        for j in range(d):
+            Wi[j] = cK * Wi[j] + Ti[j] + amp * Vi[j]
+            bad += 0 if abs(Wi[j]) <= limit else 1
+    return bad
+
+
+@lru_cache(maxsize=64)
+def _bridge_coeffs(K: int, c: float):
+    r"""Coefficients of the noise of a block of K steps (module docstring, *Langevin noise in
+    blocks*): ``S`` (K + 1,) with :math:`S(p) = \sum_{i<p} c^{2i}`, ``mu`` (K,) with
+    :math:`\mu_m = c^{K-m}S(m)/S(K)` and the bridge covariance ``kappa`` (K, K),
+    :math:`\kappa(m, n) = c^{|m-n|}S(\min(m,n)) - \mu_m\mu_n S(K)`; all float64."""
+    m = np.arange(K, dtype=np.float64)
+    S = np.concatenate([[0.0], np.cumsum(c ** (2.0 * m))])
+    mu = c ** (K - m) * S[:K] / S[K]
+    lo = np.minimum.outer(np.arange(K), np.arange(K))
+    kappa = c ** np.abs(m[:, None] - m[None, :]) * S[lo] - np.outer(mu, mu) * S[K]
+    return S, mu, kappa
+
+
+def _psd_factor(M):
+    """L with L L^T = M for a symmetric positive semi-definite M (Cholesky; for a singular M, e.g.
+    more samples in a block than dimensions, the symmetric square root from eigh)."""
+    try:
+        return np.linalg.cholesky(M)
+    except np.linalg.LinAlgError:
+        lam, U = np.linalg.eigh(M)
+        return U * np.sqrt(np.maximum(lam, 0.0))
+
+
+def _block_noise(H, G, Xb, K, B, c, amp, rng, E, Tmp):
+    r"""Add to H (R = K B rows, N columns; pre-activations against the block's first weights) the
+    Langevin part of every pre-activation of the block, drawn exactly in law (module docstring),
+    divided by :math:`c^{m}` for a row of step m (the kernel multiplies row m by c at each of the
+    m earlier steps). E (N, d + R_max - B) receives standard normals: its first d columns are
+    :math:`\Xi`, whose multiple :math:`\sqrt{2\varepsilon/\beta}\sqrt{S(K)}\,\Xi` is the block's
+    noise sum (the amplitude is returned), the next R - B columns are :math:`\zeta`. Tmp (R, N)
+    is workspace. One matrix product adds both parts to the rows of steps m >= 1:
+    :math:`H_{m} \mathrel{+}= c^{-m}\,[\,a\mu_m\sqrt{S(K)}\,x_r^\top,\; a L_r\,]\,[\Xi, \zeta]^\top`."""
+    R = K * B
+    d = Xb.shape[1]
+    S, mu, kappa = _bridge_coeffs(K, c)
+    rng.standard_normal(out=E, dtype=E.dtype.type)
+    amp_end = amp * math.sqrt(S[K])
+    if K == 1:
+        return amp_end
+    step = np.repeat(np.arange(K), B)[B:]
+    inv_c = c ** (-step.astype(np.float64))
+    M = np.empty((R - B, d + R - B))
+    M[:, :d] = Xb[B:]
+    M[:, :d] *= (amp_end * mu[step] * inv_c)[:, None]
+    # the bridge part: covariance amp^2 kappa(m_r, m_q) G[r, q] over the rows of steps >= 1
+    M[:, d:] = _psd_factor(kappa[step[:, None], step[None, :]] * G[B:, B:].astype(np.float64))
+    M[:, d:] *= (amp * inv_c)[:, None]
+    out = Tmp[: R - B]
+    np.matmul(M.astype(H.dtype, copy=False), E[:, : d + R - B].T, out=out)
+    H[B:] += out
+    return amp_end
+
+
 class _ChunkStream:
     """The data stream of :class:`_DataStream` (same samples, same order), without copying:
     rows are handed out as views of the current chunk; only a request that straddles two chunks
@@ -449,7 +570,7 @@ class _ChunkStream:
 
 
 def _run_fast(problem, W0, eps, steps, batch, lam, beta, rng, grid, snapshots, progress, dtype,
-              block, record_risk=True, threads=None):
+              block, record_risk=True, threads=None, noise="block"):
     data_rng, noise_rng = rng.spawn(2)
     dt = np.dtype(dtype).type
     W = np.array(W0, dtype=dtype, order="C", copy=True)
@@ -475,13 +596,20 @@ def _run_fast(problem, W0, eps, steps, batch, lam, beta, rng, grid, snapshots, p
 
     k = 0
     with _recorder(grid, eps, progress, threads) as rec, contextlib.closing(stream):
-        if beta is None:
-            K_max = block if block is not None else max(1, BLOCK_ROWS // batch)
+        # Langevin noise in blocks needs c > 0 (pre-activation noise is carried divided by c^m).
+        blocked_noise = beta is not None and noise == "block" and c > 0.0
+        if beta is None or blocked_noise:
+            rows = BLOCK_ROWS if beta is None else NOISE_BLOCK_ROWS
+            K_max = block if block is not None else max(1, rows // batch)
             R_max = K_max * batch
             H_buf = np.empty((R_max, N), dtype)
             G_buf = np.empty((R_max, R_max), dtype)
             A_buf = np.empty((R_max, N), dtype)
             T_buf = np.empty((N, d), dtype)
+            if blocked_noise:
+                amp = math.sqrt(2.0 * eps / beta)
+                E_buf = np.empty((N, d + R_max - batch), dtype)   # normals: [Xi, zeta]
+                P_buf = np.empty((R_max, N), dtype)
             for _, target in rec.spans():
                 while k < target:
                     K = min(K_max, int(target) - k)
@@ -490,11 +618,17 @@ def _run_fast(problem, W0, eps, steps, batch, lam, beta, rng, grid, snapshots, p
                     H, G = H_buf[:R], G_buf[:R, :R]
                     np.matmul(Xb, W.T, out=H)
                     np.matmul(Xb, Xb.T, out=G)
+                    if blocked_noise:
+                        amp_end = _block_noise(H, G, Xb, K, batch, c, amp, noise_rng, E_buf, P_buf)
                     j = sequential(H, G, yb, c)
                     if j >= 0:
                         raise rec.diverged(k + j, "the network's prediction became non-finite")
                     np.matmul(A_buf[:R].T, Xb, out=T_buf)
-                    if _end_block(W, T_buf, dt(c ** K), limit):
+                    if blocked_noise:
+                        bad = _end_block_noise(W, T_buf, E_buf[:, :d], dt(c ** K), dt(amp_end), limit)
+                    else:
+                        bad = _end_block(W, T_buf, dt(c ** K), limit)
+                    if bad:
                         raise rec.diverged(k + K, _BLOWN)
                     k += K
                     rec.tick(K)
@@ -527,12 +661,14 @@ def run(problem: Problem, W0, eps: float, steps: int, batch: int = 1, lam: float
         beta: float | None = None, rng: np.random.Generator | None = None,
         record_every: int | None = None, n_log: int | None = None,
         snapshots: bool = False, progress: bool | None = None, dtype=np.float64,
-        block: int | None = None, record_risk: bool = True, threads: int | None = 1) -> Trajectory:
+        block: int | None = None, record_risk: bool = True, threads: int | None = 1,
+        _noise: str = "block") -> Trajectory:
     r"""Run one-pass SGD from ``W0`` and record the exact population risk.
 
     The update is the one of the module docstring; with the same ``rng`` the trajectory is the
     one of :func:`run_reference` up to round-off (in float64, :math:`10^{-12}` after thousands of
-    steps), whatever ``block`` and the record steps.
+    steps), whatever ``block`` and the record steps. With ``beta`` given, the trajectory has the
+    law of :func:`run_reference`'s (exactly; a different path on the same seed).
 
     Parameters
     ----------
@@ -549,8 +685,9 @@ def run(problem: Problem, W0, eps: float, steps: int, batch: int = 1, lam: float
         Ridge coefficient :math:`\lambda`.
     beta : float > 0 or None
         Inverse temperature of the Langevin noise :math:`\sqrt{2\varepsilon/\beta}\,g`; ``None``
-        for plain SGD. Noisy SGD draws :math:`Nd` normals per step, which then sets its cost
-        (2.6 ms per step at :math:`N = 800`, :math:`d = 320`, against 28 us without noise).
+        for plain SGD. The noise is drawn per block, exactly in law (module docstring): about
+        2.7 times the cost of a noiseless step at :math:`N = 800`, :math:`d = 320` (drawing all
+        :math:`Nd` normals per step cost 90 times).
     rng : numpy.random.Generator
     record_every, n_log : int, optional
         Record every ``record_every`` steps, or on ``n_log`` log-spaced steps; 0 and ``steps``
@@ -568,8 +705,8 @@ def run(problem: Problem, W0, eps: float, steps: int, batch: int = 1, lam: float
         :math:`10^4` steps the weights differed by :math:`3\times 10^{-3}` of their size (a few
         ReLU kinks crossed differently) and the risks by :math:`4\times 10^{-8}`.
     block : int, optional
-        Steps per block of the noiseless engine (default ``64 // batch``, at least 1). Changes
-        the speed, not the result.
+        Steps per block (default ``64 // batch`` without noise, ``128 // batch`` with, at least
+        1). Changes the speed, not the result (with noise: not its law).
     record_risk : bool
         ``False`` skips the exact risk (``risk`` is then NaN): for timing, or when only
         ``snapshots`` are wanted.
@@ -614,5 +751,7 @@ def run(problem: Problem, W0, eps: float, steps: int, batch: int = 1, lam: float
     if threads is not None:
         threads = check_int(threads, "threads", minimum=1)
     grid = _runs.record_grid(steps, record_every, n_log)
+    if _noise not in ("block", "step"):
+        raise ValueError(f"_noise must be 'block' or 'step', got {_noise!r}")
     return _run_fast(problem, W0, eps, steps, batch, lam, beta, rng, grid, snapshots, progress,
-                     dtype.type, block, bool(record_risk), threads)
+                     dtype.type, block, bool(record_risk), threads, _noise)
