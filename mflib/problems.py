@@ -44,6 +44,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
+import numba
 import numpy as np
 
 from . import activations as _act
@@ -100,6 +101,44 @@ def _generic_k(act, A, B, C, grad: bool):
     with np.errstate(divide="ignore", invalid="ignore"):
         gA = np.where(AA > 0, (Eu - C * gC) / AA, 0.0)
     return k, gA, gC
+
+
+@numba.njit(cache=True)
+def _relu_pair_row(i, Gs, coef, weights, A):
+    """Row i of :func:`_relu_pair_sum`: half its diagonal term plus its pairs j > i."""
+    n_g, N = Gs.shape[0], Gs.shape[1]
+    s = 0.0
+    for c in range(coef.shape[0]):
+        Ai = A[c, i]
+        sc = 0.5 * _quad.arccos1_scalar(Ai * Ai, Ai)
+        for j in range(i + 1, N):
+            C = 0.0
+            for g in range(n_g):
+                C += coef[c, g] * Gs[g, i, j]
+            sc += _quad.arccos1_scalar(Ai * A[c, j], C)
+        s += weights[c] * sc
+    return s
+
+
+@numba.njit(cache=True)
+def _relu_pair_sum(Gs, coef, weights):
+    r""":math:`\sum_c \pi_c \sum_{i,j} k(A_{c,i}A_{c,j}, C_{c,ij})` with
+    :math:`C_c = \sum_g \mathrm{coef}[c, g]\,G_g` (``Gs`` (n_g, N, N), symmetric, only its upper
+    triangle read) and :math:`A_{c,i} = C_{c,ii}`; k is :func:`mflib.quadrature.arccos1_scalar`.
+    Only the pairs :math:`i < j` are evaluated (k is symmetric in the pair), plus the diagonal, where
+    the pair is exactly parallel (:math:`C = A`, as in ``_relu_k(..., same=True)``). One thread:
+    the cost, about 25 ns a pair, is that of ``atan2`` (and ``sin``, ``cos`` for obtuse pairs)."""
+    n_g, N = Gs.shape[0], Gs.shape[1]
+    n_c = coef.shape[0]
+    A = np.zeros((n_c, N))
+    for c in range(n_c):
+        for i in range(N):
+            for g in range(n_g):
+                A[c, i] += coef[c, g] * Gs[g, i, i]
+    s = 0.0
+    for i in range(N):
+        s += _relu_pair_row(i, Gs, coef, weights, A)
+    return 2.0 * s
 
 
 class Problem(ABC):
@@ -212,6 +251,36 @@ class _CentredGaussianMixture(Problem):
         W1 = self.check_weights(W1, "W1")
         W2 = W1 if W2 is None else self.check_weights(W2, "W2")
         return sum(p * self._k(W1, W2, cov)[0] for p, cov in self.components)
+
+    def risk(self, W) -> float:
+        r"""Exact population risk :math:`R_N` (:meth:`Problem.risk`). For ReLU, the pair sum
+        :math:`\sum_{i,j}U(w_i, w_j)` runs in a compiled kernel over the pairs :math:`i \le j`
+        (:func:`_relu_pair_sum`) on Gram matrices of groups of coordinates with equal variances in
+        every component (two groups for :class:`AnisotropicGaussians`, one for
+        :class:`TeacherStudent`): about 10 times faster than :meth:`Problem.risk` at
+        :math:`N = 800` and equal to it within :math:`10^{-12}` relative (tests/test_problems.py)."""
+        if self.activation is not _act.relu:
+            return super().risk(W)
+        W = self.check_weights(W)
+        N = W.shape[0]
+        covs = np.array([cov for _, cov in self.components])               # (n_c, d)
+        levels, group = np.unique(covs.T, axis=0, return_inverse=True)     # (n_g, n_c), (d,)
+        group = group.reshape(-1)
+        if levels.shape[0] <= covs.shape[0]:     # C_c = sum_g cov_c[g] W_g W_g^T
+            Gs = np.empty((levels.shape[0], N, N))
+            for g in range(levels.shape[0]):
+                Wg = np.ascontiguousarray(W[:, group == g])
+                np.matmul(Wg, Wg.T, out=Gs[g])                             # syrk
+            coef = np.ascontiguousarray(levels.T)
+        else:                                    # one Gram matrix per component
+            Gs = np.empty((covs.shape[0], N, N))
+            for c, cov in enumerate(covs):
+                Wc = W * np.sqrt(cov)
+                np.matmul(Wc, Wc.T, out=Gs[c])
+            coef = np.eye(covs.shape[0])
+        weights = np.array([p for p, _ in self.components], dtype=float)
+        pair = _relu_pair_sum(Gs, coef, weights)
+        return float(self.Ey2 + 2.0 * self.V(W).sum() / N + pair / N**2)
 
     def _grad_U_coeffs(self, W1, W2):
         out = []
