@@ -601,6 +601,8 @@ def _run_fast(problem, W0, eps, steps, batch, lam, beta, rng, grid, snapshots, p
         if beta is None or blocked_noise:
             rows = BLOCK_ROWS if beta is None else NOISE_BLOCK_ROWS
             K_max = block if block is not None else max(1, rows // batch)
+            if blocked_noise and c < 1.0:   # keep c^-m (noise carried in H) far from overflow
+                K_max = max(1, min(K_max, int(math.log(1e-20) / math.log(c))))
             R_max = K_max * batch
             H_buf = np.empty((R_max, N), dtype)
             G_buf = np.empty((R_max, R_max), dtype)
