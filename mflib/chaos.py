@@ -58,6 +58,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
 from . import activations as _act
 from . import losses as _losses
@@ -273,6 +274,33 @@ def _grad_independent(Xb, yb, W, C, act, loss):
     return np.einsum("rkmc,rkmd->rkcd", A, Xb).reshape(R, N, C * d) / N
 
 
+@njit(cache=True)
+def _relu_sum(H, C, f):
+    """f[m, c] = sum_k relu(H[m, k C + c]) in one read of H (M, N C); float64 accumulation."""
+    M, NC = H.shape
+    acc = np.zeros(C)
+    for m in range(M):
+        acc[:] = 0.0
+        for j in range(0, NC, C):
+            for c in range(C):
+                h = H[m, j + c]
+                if h > 0:
+                    acc[c] += h
+        for c in range(C):
+            f[m, c] = acc[c]
+
+
+@njit(cache=True)
+def _relu_backward(H, G):
+    """H[m, k C + c] <- 1{H > 0} G[m, c] in place (relu' times the scaled loss derivative)."""
+    M, NC = H.shape
+    C = G.shape[1]
+    for m in range(M):
+        for j in range(0, NC, C):
+            for c in range(C):
+                H[m, j + c] = G[m, c] if H[m, j + c] > 0 else 0.0
+
+
 class _Step:
     r"""One in-place SGD step of :func:`sgd` (all neurons on one batch), at the matrix-product limit.
 
@@ -281,8 +309,8 @@ class _Step:
     :math:`W \mathrel{+}= -\frac{\text{lr}}{N_{\text{eff}}}\,A^\top X_b`, a BLAS ``gemm`` with
     ``beta = 1`` that writes into ``W`` itself, so no ``(N, p)`` temporary is ever formed. The scale
     is folded into the small ``(M, C)`` array :math:`\partial_1\ell/M`, and for ReLU the
-    elementwise work runs in place on ``H`` (``relu``, the sum over neurons, then
-    :math:`\sigma' = \operatorname{sign}(\sigma(H))` times the scaled loss derivative). Results
+    elementwise work is two compiled passes over ``H`` (the sum of :math:`\sigma(H)` over neurons,
+    read only, then :math:`\sigma'(H)` times the scaled loss derivative, in place). Results
     equal :func:`_grad_core` followed by ``W -= lr * g`` up to round-off.
     """
 
@@ -304,16 +332,18 @@ class _Step:
             np.matmul(Xb[r], W[r].reshape(N * C, d).T, out=H[r])
         H4 = H.reshape(R, M, N, C)
         relu = self.act is _act.relu
-        if relu:
-            np.maximum(H, 0.0, out=H)
-            f = H4.sum(axis=2) / N
+        if relu:                                # one read of H, no temporary
+            f = np.empty((R, M, C), dtype=W.dtype)
+            for r in range(R):
+                _relu_sum(H[r], C, f[r])
+            f /= N
         else:
             f = self.act.sigma(H4).mean(axis=2)
         G = _losses.derivative(f, yb, self.loss) / M                        # (R, M, C)
         G *= W.dtype.type(-lr / self.N_eff)
-        if relu:
-            np.sign(H, out=H)                   # sigma'(h) = 1{h > 0} = sign(relu(h))
-            H4 *= G[:, :, None, :]
+        if relu:                                # sigma'(h) G = 1{h > 0} G, in place
+            for r in range(R):
+                _relu_backward(H[r], G[r])
             A = H
         else:
             A = (self.act.dsigma(H4) * G[:, :, None, :]).reshape(R, M, N * C).astype(W.dtype)
