@@ -62,14 +62,24 @@ class Activation:
         object.__setattr__(self, "kinks", kinks)
 
     def __call__(self, t):
-        return self.sigma(np.asarray(t, dtype=float))
+        """:math:`\\sigma(t)`, elementwise (NaN and inf propagate, as in NumPy's ufuncs)."""
+        return self.sigma(_values(t))
 
     def derivative(self, t):
         """:math:`\\sigma'(t)`, elementwise."""
-        return self.dsigma(np.asarray(t, dtype=float))
+        return self.dsigma(_values(t))
 
     def __repr__(self) -> str:
         return f"Activation({self.name!r})"
+
+
+def _values(t) -> np.ndarray:
+    if t is None or isinstance(t, str | bytes):
+        raise TypeError(f"t must be an array of real numbers, got {type(t).__name__}")
+    try:
+        return np.asarray(t, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"t must be an array of real numbers, got {type(t).__name__}") from exc
 
 
 def _relu(t):

@@ -86,13 +86,14 @@ class GaussianReluTarget:
 
     def expected_l2_error(self, N) -> np.ndarray:
         r""":math:`E\|f - f_N\|^2 = (1/2 - 1/(2\pi))/N` for :math:`N` i.i.d. neurons."""
-        N = np.asarray(N, dtype=float)
+        N = as_array(N, "N")
         if np.any(N < 1):
             raise ValueError("N must be >= 1")
         return self.maurey_constant / N
 
     def as_problem(self, M: int, rng: np.random.Generator) -> TeacherStudent:
         """A finite teacher with ``M`` neurons drawn from rho (for SGD experiments)."""
+        M = check_int(M, "M", minimum=1)
         return TeacherStudent(self.sample_neurons(M, rng))
 
 
@@ -101,7 +102,13 @@ def maurey_errors(target: GaussianReluTarget, Ns, reps: int, rng: np.random.Gene
 
     Returns an array of shape (len(Ns), reps).
     """
-    Ns = [check_int(int(N), "Ns", minimum=1) for N in np.atleast_1d(Ns)]
+    if not isinstance(target, GaussianReluTarget):
+        raise TypeError(f"target must be a GaussianReluTarget, got {type(target).__name__}")
+    Ns = as_array(Ns, "Ns", ndim=1, dtype=None)
+    if Ns.dtype.kind not in "iu" and not (Ns.dtype.kind == "f" and np.all(Ns == np.round(Ns))):
+        raise TypeError(f"Ns must be a 1-D sequence of integers, got {Ns!r}")
+    Ns = [check_int(int(N), "Ns", minimum=1) for N in Ns]
     reps = check_int(reps, "reps", minimum=1)
     rng = check_rng(rng)
-    return np.array([[target.l2_error(target.sample_neurons(N, rng)) for _ in range(reps)] for N in Ns])
+    out = np.array([[target.l2_error(target.sample_neurons(N, rng)) for _ in range(reps)] for N in Ns])
+    return out.reshape(len(Ns), reps)

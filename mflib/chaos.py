@@ -141,7 +141,7 @@ class Schedule:
 
     def step(self, n):
         r""":math:`\gamma N^\beta (n + \gamma_{\alpha,\beta}(N)^{-1})^{-\alpha}` for step index ``n >= 0``."""
-        n = np.asarray(n, dtype=float)
+        n = as_array(n, "n")
         if np.any(n < 0):
             raise ValueError("step index n must be >= 0")
         out = (self.base_step * float(self.N) ** self.width_exponent
@@ -184,10 +184,13 @@ def n_steps(T: float, N: int, base_step: float = 1.0, alpha: float = 0.0,
 def _weights3(W, name="W", dtype=np.float64):
     """W as (R, N, p) and whether it had a run axis."""
     W = as_array(W, name, dtype=dtype)
-    if W.ndim == 2:
-        return W[None], False
-    if W.ndim != 3:
+    if W.ndim not in (2, 3):
         raise ValueError(f"{name} must have shape (N, p) or (R, N, p), got {W.shape}")
+    if W.ndim == 2:
+        W = W[None]
+        if W.shape[1] == 0:
+            raise ValueError(f"{name} must hold at least one neuron, got shape {W.shape[1:]}")
+        return W, False
     if W.shape[1] == 0 or W.shape[0] == 0:
         raise ValueError(f"{name} must hold at least one run and one neuron, got shape {W.shape}")
     return W, True

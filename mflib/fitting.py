@@ -90,7 +90,10 @@ class LogLogFit:
         quantile, or the percentiles of the bootstrap lines. Returns three arrays shaped like
         ``x``, in the units of ``y``.
         """
-        lx = np.log(as_array(x, "x"))
+        x = as_array(x, "x")
+        if np.any(x <= 0):
+            raise ValueError("x must be > 0 (a log-log fit)")
+        lx = np.log(x)
         mid = self.intercept + self.slope * lx
         if self._boot is not None:
             lines = self._boot[:, :1] + self._boot[:, 1:] * lx.reshape(1, -1)

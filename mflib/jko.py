@@ -156,7 +156,7 @@ def amplification(mu, scheme: str) -> np.ndarray:
     -------
     complex array, the shape of ``mu``
     """
-    mu = np.asarray(mu, dtype=complex)
+    mu = as_array(mu, "mu", dtype=complex)
     if scheme == "forward":
         return 1.0 - mu
     if scheme == "backward":
@@ -167,8 +167,8 @@ def amplification(mu, scheme: str) -> np.ndarray:
 
 def _x0(x0, name="x0") -> np.ndarray:
     x0 = np.atleast_1d(as_array(x0, name))
-    if x0.ndim != 1:
-        raise ValueError(f"{name} must be a vector (d,), got shape {x0.shape}")
+    if x0.ndim != 1 or x0.size == 0:
+        raise ValueError(f"{name} must be a non-empty vector (d,), got shape {x0.shape}")
     return x0
 
 
@@ -323,6 +323,8 @@ def energy_gaps(F, X, eps: float) -> np.ndarray:
     """
     _check_callable(F, "F")
     X = as_array(X, "X", ndim=2, finite=False)
+    if X.shape[0] == 0:
+        raise ValueError("X must hold at least one iterate (K + 1 >= 1 rows)")
     eps = check_real(eps, "eps", low=0.0, low_open=True)
     Fv = np.array([F(x) for x in X])
     step = np.sum(np.diff(X, axis=0) ** 2, axis=1)
@@ -726,8 +728,13 @@ def particle_implicit_step(problem, W, tau: float, tol: float = 1e-8, max_iter: 
         h = 1e-6 * (1.0 + np.linalg.norm(z)) / nv
         return (H(z + h * v) - H(z - h * v)) / (2.0 * h)
 
-    res = minimize(phi, zk.copy(), jac=H, hessp=hessp, method="trust-ncg",
-                   options={"gtol": 0.1 * tol * scale, "maxiter": max_iter})
+    try:
+        with np.errstate(over="ignore", invalid="ignore"):
+            res = minimize(phi, zk.copy(), jac=H, hessp=hessp, method="trust-ncg",
+                           options={"gtol": 0.1 * tol * scale, "maxiter": max_iter})
+    except ValueError as exc:       # scipy's "array must not contain infs or NaNs": overflow
+        raise ConvergenceError(f"implicit particle step did not converge: the objective overflowed "
+                               f"({exc}); try a smaller tau (now {tau:g})") from None
     z = res.x
     h = H(z)
     r = float(np.max(np.abs(h)))
@@ -871,7 +878,9 @@ def particle_flow(problem, W0, tau: float, steps: int, scheme: str = "implicit",
                                 Wn = W + tau * velocity(W)
                             else:
                                 v1 = velocity(W)
-                                Wn = W + 0.5 * tau * (v1 + velocity(W + tau * v1))
+                                Wp = W + tau * v1       # the predictor: checked like a step
+                                rec.check(Wp, limit=bound, step=k + 1)
+                                Wn = W + 0.5 * tau * (v1 + velocity(Wp))
                     rec.check(Wn, limit=bound, step=k + 1)
                     W = Wn
                     rec.tick()

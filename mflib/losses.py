@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .validation import as_array
+from .validation import as_array, check_int
 
 LOSSES = ("squared", "cross_entropy")
 
@@ -40,7 +40,11 @@ def check_targets(y, n: int, loss: str, C: int, dtype=np.float64) -> np.ndarray:
     :math:`[0, C)`), and an array (n, C) of ``dtype`` for ``"squared"`` (a vector (n,) is accepted
     when :math:`C = 1`).
     """
+    n = check_int(n, "n", minimum=0)
+    C = check_int(C, "C", minimum=1)
     if loss == "cross_entropy":
+        if y is None or isinstance(y, str | bytes):
+            raise TypeError(f"y must be integer class labels, got {type(y).__name__}")
         y = np.asarray(y)
         if y.shape != (n,) or not np.issubdtype(y.dtype, np.integer):
             raise ValueError(f"y must be integer class labels of shape ({n},) for the cross-entropy loss, "
@@ -50,6 +54,8 @@ def check_targets(y, n: int, loss: str, C: int, dtype=np.float64) -> np.ndarray:
         if y.size and (y.min() < 0 or y.max() >= C):
             raise ValueError(f"y must hold labels in [0, {C}), got range [{y.min()}, {y.max()}]")
         return y.astype(np.int64)
+    if loss != "squared":
+        check_loss(loss)
     y = as_array(y, "y", dtype=dtype)
     if y.shape == (n,) and C == 1:
         return y[:, None]
@@ -61,6 +67,13 @@ def check_targets(y, n: int, loss: str, C: int, dtype=np.float64) -> np.ndarray:
 def softmax(f) -> np.ndarray:
     r""":math:`\operatorname{softmax}(f)_c = e^{f_c}/\sum_{c'} e^{f_{c'}}` along the last axis
     (shifted by the maximum, so large outputs do not overflow)."""
+    f = as_array(f, "f")
+    if f.ndim < 1 or f.shape[-1] == 0:
+        raise ValueError(f"f must have at least one output along its last axis, got shape {f.shape}")
+    return _softmax(f)
+
+
+def _softmax(f):
     z = f - f.max(axis=-1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=-1, keepdims=True)
@@ -70,7 +83,7 @@ def derivative(f, y, loss: str) -> np.ndarray:
     r""":math:`\partial_1\ell(f, y)` for outputs f (..., n, C) and checked targets y (unchecked)."""
     if loss == "squared":
         return 2.0 * (f - y)
-    G = softmax(f)
+    G = _softmax(f)
     idx = np.broadcast_to(y[..., None], G.shape[:-1] + (1,))
     np.put_along_axis(G, idx, np.take_along_axis(G, idx, -1) - 1.0, axis=-1)
     return G
@@ -129,7 +142,11 @@ def accuracy(f, y) -> np.ndarray | float:
     f = as_array(f, "f")
     if f.ndim not in (2, 3):
         raise ValueError(f"f must have shape (n, C) or (R, n, C), got {f.shape}")
+    if y is None or isinstance(y, str | bytes):
+        raise TypeError(f"y must be integer class labels, got {type(y).__name__}")
     y = np.asarray(y)
+    if not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"y must be integer class labels, got dtype {y.dtype}")
     if y.shape != (f.shape[-2],):
         raise ValueError(f"y must have shape ({f.shape[-2]},), got {y.shape}")
     acc = (f.argmax(axis=-1) == y).mean(axis=-1)

@@ -20,7 +20,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import activations as _act
-from .validation import as_array
+from .validation import as_array, check_int
 
 SCALINGS = ("mean_field", "ntk")
 
@@ -29,8 +29,7 @@ def scale_factor(N: int, scaling: str = "mean_field") -> float:
     r"""The output scale :math:`c_N`: :math:`1/N` (``"mean_field"``) or :math:`1/\sqrt N` (``"ntk"``)."""
     if scaling not in SCALINGS:
         raise ValueError(f"scaling must be one of {SCALINGS}, got {scaling!r}")
-    if N < 1:
-        raise ValueError(f"the number of neurons N must be >= 1, got {N}")
+    N = check_int(N, "N", minimum=1)
     return 1.0 / N if scaling == "mean_field" else 1.0 / np.sqrt(N)
 
 

@@ -268,6 +268,8 @@ def jacobian(X, a_bar, W, scaling: str = "ntk", trained: str = "a_bar") -> np.nd
     :math:`n N (d+1)`; meant for tests and linearisation at moderate sizes.
     """
     X, a_bar, W = _check_params(X, a_bar, W)
+    if X.shape[0] == 0:
+        raise ValueError(f"X must hold at least one input, got shape {X.shape}")
     _check_trained(trained)
     g = gamma(W.shape[0], scaling)
     ng = _net.neuron_gradients(X, W, a=a_bar)
@@ -723,6 +725,8 @@ def lambda_min_fluctuations(X, Ns, draws: int = 20, seed: int = 0, trained: str 
     :math:`\hat K - K`).
     """
     X = as_array(X, "X", ndim=2)
+    if X.shape[0] == 0:
+        raise ValueError(f"X must hold at least one input, got shape {X.shape}")
     _check_trained(trained)
     Ns = np.asarray(Ns)
     if Ns.ndim != 1 or Ns.size == 0 or not np.issubdtype(Ns.dtype, np.integer) or np.any(Ns < 1):
@@ -783,6 +787,7 @@ def generalisation_curve(link, d: int, ns, N: int = 128, ds: float = 1.0, steps:
     seeds = check_int(seeds, "seeds", minimum=1)
     u = np.zeros(d)
     u[0] = 1.0
+    n_test = check_int(n_test, "n_test", minimum=1)
     Xt = _datasets.sphere(n_test, d, np.random.default_rng([seed, 0]))
     yt = link(np.sqrt(d) * Xt @ u)
     norm = float(yt @ yt)

@@ -233,6 +233,8 @@ class ReducedAnisotropic:
             R = np.concatenate([R, np.zeros_like(R)], axis=1)
         if self.isotropic and np.any(R[:, 1] != 0):
             raise ValueError(f"{name}[:, 1] (r2) must be 0 when s0 = d")
+        if np.any(R < 0):
+            raise ValueError(f"{name} must hold radii >= 0, got a minimum of {R.min():.3g}")
         return R
 
     def embed(self, R, rng: np.random.Generator | None = None) -> np.ndarray:
@@ -273,6 +275,8 @@ class ReducedAnisotropic:
         r""":math:`\nabla_r\bar V(r)`, shape (M, 2), from the exact :math:`\nabla_w V` of the
         problem at a weight with those radii (:math:`\partial_{r_1}\bar V = \langle\nabla V, e_1\rangle`)."""
         R = self.radii(R)
+        if R.shape[0] == 0:
+            return np.zeros((0, 2))
         g = self.problem.grad_V(self.embed(R))
         out = np.zeros((R.shape[0], 2))
         out[:, 0] = g[:, 0]
@@ -539,7 +543,10 @@ class GridSolver:
             raise TypeError("reduced must be a ReducedAnisotropic")
         self.reduced = reduced
         self.h = check_real(h, "h", low=0.0, low_open=True)
-        rm = np.broadcast_to(np.asarray(r_max, dtype=float), (2,))
+        rm = as_array(r_max, "r_max")
+        if rm.shape not in ((), (1,), (2,)):
+            raise ValueError(f"r_max must be a float or a pair (r1_max, r2_max), got shape {rm.shape}")
+        rm = np.broadcast_to(rm, (2,))
         for k in range(reduced.ndim):
             check_real(float(rm[k]), "r_max", low=4.0 * self.h, low_open=True)
         self.lam = check_real(lam, "lam", low=0.0)
@@ -590,8 +597,23 @@ class GridSolver:
                       (v1[:, :, None] * d2[:, None, :]).reshape(R.shape[0], -1)], axis=-1)
         return idx, val, g
 
+    def _checked(self, R, weights, name="R"):
+        """Validated radii (M, 2) on the grid and probability weights (M,) (public methods)."""
+        R = self.reduced.radii(R, name)
+        w = _weights(weights, R.shape[0])
+        try:
+            self._basis(R)
+        except _LeftGrid:
+            raise ValueError(f"{name} has radii outside the grid (a particle left the grid: max radii "
+                             f"{R.max(axis=0)}); build the GridSolver with a larger r_max") from None
+        return R, w
+
     def deposit(self, R, weights) -> np.ndarray:
-        r"""Node masses :math:`m_a = \sum_i\omega_i S_a(r_i)`, shape (M_g,)."""
+        r"""Node masses :math:`m_a = \sum_i\omega_i S_a(r_i)`, shape (M_g,), for radii ``R``
+        (M, 2) >= 0 on the grid and probability ``weights`` (M,)."""
+        return self._deposit(*self._checked(R, weights))
+
+    def _deposit(self, R, weights) -> np.ndarray:
         idx, val, _ = self._basis(R)
         return np.bincount(idx.ravel(), weights=(val * weights[:, None]).ravel(),
                            minlength=self.nodes.shape[0])
@@ -603,6 +625,9 @@ class GridSolver:
 
     def velocity(self, R, weights) -> np.ndarray:
         r""":math:`-\nabla_r\bar\Psi_h(r_i)`, shape (M, 2)."""
+        return self._velocity(*self._checked(R, weights))
+
+    def _velocity(self, R, weights) -> np.ndarray:
         idx, val, g = self._basis(R)
         m = np.bincount(idx.ravel(), weights=(val * weights[:, None]).ravel(),
                         minlength=self.nodes.shape[0])
@@ -615,7 +640,10 @@ class GridSolver:
     def risk(self, R, weights) -> float:
         r""":math:`R_h = Ey^2 + 2m^\top\bar V_{\rm nodes} + m^\top K m` (plus :math:`\lambda\int|r|^2` if
         ``lam``: then this is :math:`R + \lambda\int|r|^2`, twice the ridge-regularised energy)."""
-        m = self.deposit(R, weights)
+        return self._risk(*self._checked(R, weights))
+
+    def _risk(self, R, weights) -> float:
+        m = self._deposit(R, weights)
         out = 1.0 + 2.0 * m @ self.Vn + m @ self._Kdot(m)
         if self.lam:
             out += self.lam * weights @ np.sum(R**2, axis=1)
@@ -656,8 +684,8 @@ class GridSolver:
         ValueError
             For bad arguments, or initial radii ``R0`` outside the grid.
         """
-        R = self.reduced.radii(R0, "R0").copy()
-        w = _weights(weights, R.shape[0])
+        R, w = self._checked(R0, weights, "R0")
+        R = R.copy()
         T = check_real(T, "T", low=0.0, low_open=True)
         dt = check_real(dt, "dt", low=0.0, low_open=True)
         n_records = check_int(n_records, "n_records", minimum=2)
@@ -674,18 +702,29 @@ class GridSolver:
             for k0, k1 in rec.spans():
                 for k in range(k0, k1):
                     tau = times[k + 1] - times[k]
+                    v1, Rp = np.zeros_like(R), R
                     try:
-                        v1 = self.velocity(R, w)
+                        v1 = self._velocity(R, w)
                         Rp = R + tau * v1
-                        R = R + 0.5 * tau * (v1 + self.velocity(Rp, w))
+                        R = R + 0.5 * tau * (v1 + self._velocity(Rp, w))
                     except _LeftGrid:
-                        raise rec.diverged(k + 1, "a particle left the grid") from None
+                        # The cause: a step that jumps cells (dt) or a flow that leaves (r_max).
+                        jump = float(np.nanmax(np.abs(tau * v1))) if np.all(np.isfinite(v1)) else np.inf
+                        if not jump <= self.h:
+                            dt_ok = 0.5 * dt * self.h / jump if np.isfinite(jump) and jump > 0 else dt / 10
+                            raise rec.diverged(k + 1, f"a particle jumped {jump:.3g} (> the cell size "
+                                               f"h = {self.h:g}) in one step and left the grid",
+                                               advice=f"try a smaller dt (now {dt:g}), e.g. dt = "
+                                                      f"{dt_ok:.2g}") from None
+                        raise rec.diverged(k + 1, "the flow carried a particle off the grid",
+                                           advice=f"build the GridSolver with a larger r_max (the "
+                                                  f"radii reached {np.max(Rp, axis=0)})") from None
                     # The potential is even in each radius: a particle that overshoots an axis is
                     # its own mirror image.
                     R = np.abs(R)
                     rec.check(R, step=k + 1)
                     rec.tick()
-                rec.record(risk=self.risk(R, w), mass=self.deposit(R, w).sum(),
+                rec.record(risk=self._risk(R, w), mass=self._deposit(R, w).sum(),
                            R=R if snapshots else None)
         return PDESolution(t=rec.t, risk=rec.array("risk"), R=R, weights=w,
                            snapshots=rec.array("R"), mass=rec.array("mass"))
@@ -756,13 +795,25 @@ class FokkerPlanck1D:
         self.Vx = problem.V(X) + 0.5 * self.lam * self.x**2
         self.Ux = _U_1d(problem, self.x)
 
+    def _masses(self, m, name="m"):
+        """Nonnegative cell masses (n,) summing to 1 (the public methods' check)."""
+        m = as_array(m, name, shape=self.x.shape)
+        if np.any(m < 0) or abs(m.sum() - 1) > 1e-9:
+            raise ValueError(f"{name} must be nonnegative cell masses summing to 1, got shape "
+                             f"{m.shape}, minimum {m.min():.3g} and sum {m.sum():.6g}")
+        return m
+
     def Psi(self, m) -> np.ndarray:
         r""":math:`\Psi_\lambda(x_i;\rho)` at the cell centres for cell masses ``m`` (n,)."""
+        return self._Psi(self._masses(m))
+
+    def _Psi(self, m) -> np.ndarray:
         return self.Vx + self.Ux @ m
 
     def free_energy(self, m) -> float:
         r""":math:`F_\beta = \tfrac12R + \tfrac\lambda2\int w^2 + \beta^{-1}\int\rho\log\rho` with
         :math:`\rho = m/h` piecewise constant."""
+        m = self._masses(m)
         p = self.problem
         V = self.Vx - 0.5 * self.lam * self.x**2
         R = p.Ey2 + 2.0 * m @ V + m @ self.Ux @ m
@@ -772,6 +823,7 @@ class FokkerPlanck1D:
 
     def risk(self, m) -> float:
         """:math:`R(\\rho)` for cell masses m."""
+        m = self._masses(m)
         V = self.Vx - 0.5 * self.lam * self.x**2
         return float(self.problem.Ey2 + 2.0 * m @ V + m @ self.Ux @ m)
 
@@ -781,7 +833,7 @@ class FokkerPlanck1D:
         :math:`J_{i+1/2} = \big(B(z)m_i - B(-z)m_{i+1}\big)/(\beta h^2)`,
         :math:`z = \beta(\Psi_{i+1}-\Psi_i)`,
         :math:`B(z) = z/(e^z-1)`; it vanishes exactly when :math:`m_{i+1}/m_i = e^{-z}`."""
-        z = self.beta * np.diff(self.Psi(m))
+        z = self.beta * np.diff(self._Psi(m))
         return (_bernoulli(z) * m[:-1] - _bernoulli(-z) * m[1:]) / (self.beta * self.h**2), z
 
     def _dt_max(self, z):
@@ -791,6 +843,11 @@ class FokkerPlanck1D:
     def step(self, m, dt_max: float = np.inf):
         """One explicit Euler step (at most ``dt_max``, within the positivity limit); returns
         the new masses and the step taken."""
+        m = self._masses(m)
+        dt_max = check_real(dt_max, "dt_max", low=0.0, low_open=True) if dt_max != np.inf else dt_max
+        return self._step(m, dt_max)
+
+    def _step(self, m, dt_max):
         F, z = self._flux(m)
         dt = min(dt_max, self._dt_max(z))
         out = m.copy()
@@ -815,9 +872,7 @@ class FokkerPlanck1D:
         mflib.runs.DivergenceError
             If the masses become non-finite (the message names the record and its time).
         """
-        m = as_array(m0, "m0", shape=self.x.shape).copy()
-        if np.any(m < 0) or abs(m.sum() - 1) > 1e-9:
-            raise ValueError("m0 must be nonnegative cell masses summing to 1")
+        m = self._masses(m0, "m0").copy()
         T = check_real(T, "T", low=0.0, low_open=True)
         n_records = check_int(n_records, "n_records", minimum=2)
         tr = np.linspace(0.0, T, n_records)
@@ -829,7 +884,7 @@ class FokkerPlanck1D:
                                    "positivity limit)") as rec:
             for _, j in rec.spans():
                 while t < tr[j] - 1e-14:
-                    m, dt = self.step(m, tr[j] - t)
+                    m, dt = self._step(m, tr[j] - t)
                     t += dt
                 rec.check(m)
                 rec.record(m=m)
@@ -847,9 +902,10 @@ class FokkerPlanck1D:
         m : array (n,), n_iter : int (raises RuntimeError when it does not converge)
         """
         damping = check_real(damping, "damping", low=0.0, high=1.0, low_open=True)
-        m = np.full(self.x.size, 1.0 / self.x.size) if m0 is None else as_array(m0, "m0").copy()
+        tol = check_real(tol, "tol", low=0.0, low_open=True)
+        m = np.full(self.x.size, 1.0 / self.x.size) if m0 is None else self._masses(m0, "m0").copy()
         for it in range(1, check_int(max_iter, "max_iter", minimum=1) + 1):
-            e = -self.beta * self.Psi(m)
+            e = -self.beta * self._Psi(m)
             g = np.exp(e - e.max())
             g /= g.sum()
             new = (1 - damping) * m + damping * g
@@ -925,9 +981,16 @@ def sgd_gap(problem, t_pde, risk_pde, N: int, eps: float, T: float, kappa: float
     :math:`w_i\sim\mathcal N(0,\kappa^2 I_d/d)`; :math:`R(\rho_t)` is interpolated linearly from a
     finely recorded PDE curve ``(t_pde, risk_pde)``."""
     from . import sgd as _sgd
+    if not isinstance(problem, _problems.Problem):
+        raise TypeError(f"problem must be an mflib.problems.Problem, got {type(problem).__name__}")
+    t_pde = as_array(t_pde, "t_pde", ndim=1)
+    risk_pde = as_array(risk_pde, "risk_pde", shape=t_pde.shape)
+    if t_pde.size < 2 or np.any(np.diff(t_pde) <= 0):
+        raise ValueError(f"t_pde must hold at least 2 increasing times, got shape {t_pde.shape}")
     N = check_int(N, "N", minimum=1)
     eps = check_real(eps, "eps", low=0.0, low_open=True)
     T = check_real(T, "T", low=0.0, low_open=True)
+    kappa = check_real(kappa, "kappa", low=0.0, low_open=True)
     n_records = check_int(n_records, "n_records", minimum=2)
     steps = int(round(T / eps))
     every = max(1, steps // (n_records - 1))

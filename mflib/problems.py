@@ -230,7 +230,7 @@ class Problem(ABC):
     def empirical_risk(self, W, X, y) -> float:
         r"""Monte Carlo risk :math:`\frac1n\sum_j (y_j - f_N(x_j))^2` on samples (X, y)."""
         W = self.check_weights(W)
-        X = as_array(X, "X", ndim=2)
+        X = as_array(X, "X", shape=(None, self.d))
         y = as_array(y, "y", shape=(X.shape[0],))
         f = self.activation.sigma(X @ W.T).mean(axis=1)
         return float(np.mean((y - f) ** 2))
@@ -433,7 +433,7 @@ class TeacherStudent(_CentredGaussianMixture):
 
     def teacher(self, X) -> np.ndarray:
         """:math:`f_*(x)` for rows of X, shape (n,)."""
-        X = as_array(X, "X", ndim=2)
+        X = as_array(X, "X", shape=(None, self.d))
         return self.activation.sigma(X @ self.W_teacher.T) @ self.a_teacher / self.W_teacher.shape[0]
 
     def sample(self, n: int, rng: np.random.Generator):

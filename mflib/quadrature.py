@@ -40,7 +40,28 @@ import numpy as np
 from numba import njit
 from scipy import special
 
-from .validation import as_array, check_int
+from .validation import as_array, check_int, check_real
+
+
+def _fn(f, name: str):
+    if not callable(f):
+        raise TypeError(f"{name} must be a callable acting elementwise on arrays, got {type(f).__name__}")
+    return f
+
+
+def _kinks(kinks, name: str = "kinks") -> np.ndarray:
+    return as_array(kinks, name, ndim=1)
+
+
+def _variances(A, name: str) -> np.ndarray:
+    A = np.atleast_1d(as_array(A, name, max_abs=None))     # variances: squares, up to the float max
+    if np.any(A < 0):
+        raise ValueError(f"{name} must be >= 0 (variances)")
+    return A
+
+
+def _rule(n, L):
+    return check_int(n, "n", minimum=1), check_real(L, "L", low=0.0, low_open=True)
 
 L_DEFAULT = 9.5
 # Fixed break points: Gauss-Legendre on shorter pieces copes with activations (tanh, sigmoid) whose
@@ -91,9 +112,16 @@ def arccos1(AB, C, theta=None) -> ArcCos:
     theta : array_like, optional
         The angle, if known more accurately than from ``AB`` and ``C``.
     """
-    AB = np.asarray(AB, dtype=float)
+    AB = as_array(AB, "AB", max_abs=None)       # products of variances: up to the float max
+    if np.any(AB < 0):
+        raise ValueError("AB must be >= 0 (a product of variances)")
     if theta is None:
-        C = np.asarray(C, dtype=float)
+        C = as_array(C, "C", max_abs=None)
+        try:
+            np.broadcast_shapes(AB.shape, C.shape)
+        except ValueError:
+            raise ValueError(f"AB and C must broadcast together, got shapes {AB.shape} and {C.shape}") \
+                from None
         root = np.sqrt(np.maximum(_ab_minus_c2(AB, C), 0.0))
         phi = np.arctan2(root, -C)                     # pi - theta, accurate near antiparallel
     else:
@@ -177,7 +205,7 @@ def _segments(breaks: np.ndarray, L: float, n: int):
 
 def _breaks(kinks, scale, shift):
     """Points z with shift + scale * z = kink, for every kink; inf where scale == 0."""
-    kinks = np.asarray(kinks, dtype=float)
+    kinks = _kinks(kinks)
     with np.errstate(divide="ignore", invalid="ignore"):
         z = (kinks[None, :] - shift[:, None]) / scale[:, None]
     return np.where(np.isfinite(z), z, 1e300)
@@ -221,10 +249,14 @@ def gauss_nodes(kinks, scale, shift=0.0, n: int = 20, L: float = L_DEFAULT, extr
     -------
     z, weights : arrays (P, Q)
     """
-    scale = np.asarray(scale, dtype=float)
+    scale = as_array(scale, "scale")
+    if scale.ndim not in (1, 2) or scale.shape[0] == 0:
+        raise ValueError(f"scale must be a non-empty array (P,) or (P, S), got shape {scale.shape}")
+    n, L = _rule(n, L)
+    _kinks(kinks)
     P = scale.shape[0]
     cols = scale.reshape(P, -1)
-    shift = np.broadcast_to(np.asarray(shift, dtype=float), (P,))
+    shift = _broadcast(shift, "shift", (P,))
     br = [_breaks(kinks, cols[:, k], shift) for k in range(cols.shape[1])]
     if extra is not None:
         br.append(extra)
@@ -232,10 +264,21 @@ def gauss_nodes(kinks, scale, shift=0.0, n: int = 20, L: float = L_DEFAULT, extr
     return _segments(np.concatenate(br, axis=1), L, n)
 
 
+def _broadcast(x, name, shape):
+    x = as_array(x, name)
+    try:
+        return np.broadcast_to(x, shape)
+    except ValueError:
+        raise ValueError(f"{name} must broadcast to shape {shape}, got {x.shape}") from None
+
+
 def gauss_expect(f, kinks, A, m=0.0, n: int = 20, L: float = L_DEFAULT) -> np.ndarray:
     r""":math:`E[f(u)]`, :math:`u \sim \mathcal N(m, A)`, for arrays ``A`` (P,) and ``m``."""
-    A = np.atleast_1d(np.asarray(A, dtype=float))
-    m = np.broadcast_to(np.asarray(m, dtype=float), A.shape)
+    f = _fn(f, "f")
+    A = _variances(A, "A")
+    if A.ndim != 1 or A.size == 0:
+        raise ValueError(f"A must be a non-empty 1-D array of variances, got shape {A.shape}")
+    m = _broadcast(m, "m", A.shape)
     s = np.sqrt(A)
     z, wz = gauss_nodes(kinks, s, m, n, L)
     vals = f(m[:, None] + s[:, None] * z)
@@ -249,10 +292,21 @@ def gauss_expect_pair(f, g, kinks_f, kinks_g, A, B, C, m1=0.0, m2=0.0, n: int = 
     Cost: :math:`O(P\,(2K+2)(K+1)\,n^2)` evaluations for :math:`K` kinks; processed in chunks of
     ``chunk`` pairs to bound memory.
     """
-    A, B, C = (np.atleast_1d(np.asarray(t, dtype=float)) for t in (A, B, C))
-    A, B, C = np.broadcast_arrays(A, B, C)
-    m1 = np.broadcast_to(np.asarray(m1, dtype=float), A.shape)
-    m2 = np.broadcast_to(np.asarray(m2, dtype=float), A.shape)
+    f, g = _fn(f, "f"), _fn(g, "g")
+    kinks_f, kinks_g = _kinks(kinks_f, "kinks_f"), _kinks(kinks_g, "kinks_g")
+    A, B = _variances(A, "A"), _variances(B, "B")
+    C = np.atleast_1d(as_array(C, "C", max_abs=None))
+    try:
+        A, B, C = np.broadcast_arrays(A, B, C)
+    except ValueError:
+        raise ValueError(f"A, B and C must broadcast together, got shapes {A.shape}, {B.shape}, "
+                         f"{C.shape}") from None
+    if np.any(C * C > A * B * (1 + 1e-9) + 1e-300):
+        raise ValueError("C must satisfy C^2 <= A B (a covariance of variances A and B)")
+    n, L = _rule(n, L)
+    chunk = check_int(chunk, "chunk", minimum=1)
+    m1 = _broadcast(m1, "m1", A.shape)
+    m2 = _broadcast(m2, "m2", A.shape)
     out = np.empty(A.shape, dtype=float)
     flat = [t.reshape(-1) for t in (A, B, C, m1, m2)]
     res = out.reshape(-1)
@@ -316,10 +370,13 @@ def hermite_coefficients(f, kinks, A, n_max: int, n_quad: int = 40) -> np.ndarra
     -------
     c : array, shape (P, n_max + 1)
     """
-    A = as_array(A, "A", ndim=1)
+    f = _fn(f, "f")
+    _kinks(kinks)
+    A = as_array(A, "A", ndim=1, max_abs=None)
     if np.any(A < 0):
         raise ValueError("A must be >= 0 (variances)")
     n_max = check_int(n_max, "n_max", minimum=0)
+    n_quad = check_int(n_quad, "n_quad", minimum=1)
     out = np.zeros((A.size, n_max + 1))
     s = np.sqrt(A)
     pos = s > 0
@@ -364,8 +421,15 @@ def relu_hermite(s, b, n_max: int):
 
     Returns three arrays of shape ``s.shape + (n_max + 1,)``; ``s`` > 0.
     """
-    s = np.asarray(s, dtype=float)
-    b = np.asarray(b, dtype=float)
+    s = as_array(s, "s")
+    b = as_array(b, "b")
+    n_max = check_int(n_max, "n_max", minimum=0)
+    if np.any(s <= 0):
+        raise ValueError("s must be > 0 (standard deviations)")
+    try:
+        np.broadcast_shapes(s.shape, b.shape)
+    except ValueError:
+        raise ValueError(f"s and b must broadcast together, got shapes {s.shape} and {b.shape}") from None
     zeta = b / s
     phi = np.exp(-0.5 * zeta**2) * _INV_SQRT_2PI
     Phi = special.ndtr(zeta)
@@ -421,11 +485,17 @@ def mehler_gram(f, kinks, c, A, C, m=0.0, diag=None) -> np.ndarray:
         Means.
     diag : array (N,), optional
     """
-    c = np.asarray(c, dtype=float)
-    A = np.asarray(A, dtype=float)
-    C = np.asarray(C, dtype=float)
+    f = _fn(f, "f")
+    _kinks(kinks)
+    c = as_array(c, "c", ndim=2)
     N, n_max = c.shape[0], c.shape[1] - 1
-    m = np.broadcast_to(np.asarray(m, dtype=float), (N,))
+    if N == 0 or n_max < 0:
+        raise ValueError(f"c must be a non-empty (N, n_max + 1) array, got shape {c.shape}")
+    A = as_array(A, "A", shape=(N,), max_abs=None)
+    if np.any(A < 0):
+        raise ValueError("A must be >= 0 (variances)")
+    C = as_array(C, "C", shape=(N, N), max_abs=None)
+    m = _broadcast(m, "m", (N,))
     s = np.sqrt(A)
     sq = np.outer(s, s)
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -196,10 +196,9 @@ class ReducedABW:
 
     def potential(self, P, weights):
         r""":math:`\bar\Psi(\bar\theta_i;\bar\rho)` (M,) and its gradient (M, ncol) for the weighted
-        particles ``P`` themselves."""
+        particles ``P`` themselves (``weights`` (M,): nonnegative, summing to 1)."""
         P = self._parts(P)
-        w = as_array(weights, "weights", shape=(P.shape[0],))
-        return self._potential(P, w)
+        return self._potential(P, _prob_weights(weights, P.shape[0]))
 
     def _risk(self, P, w):
         F, _ = self._features(P)
@@ -210,7 +209,7 @@ class ReducedABW:
     def risk(self, P, weights) -> float:
         r""":math:`R(\bar\rho) = E y^2 + 2\int\bar V + \iint\bar U` for weighted particles."""
         P = self._parts(P)
-        return self._risk(P, as_array(weights, "weights", shape=(P.shape[0],)))
+        return self._risk(P, _prob_weights(weights, P.shape[0]))
 
     def reduce(self, a, b, W) -> np.ndarray:
         r"""Reduced particles of an :math:`(a, b, w)` network: (N, ncol) columns
@@ -231,12 +230,10 @@ class ReducedABW:
         Raises :class:`mflib.runs.DivergenceError` (naming the step) if the particles become
         non-finite."""
         P = self._parts(P0, "P0").copy()
-        w = as_array(weights, "weights", shape=(P.shape[0],))
-        if np.any(w < 0) or abs(w.sum() - 1) > 1e-9:
-            raise ValueError("weights must be nonnegative and sum to 1")
+        w = _prob_weights(weights, P.shape[0])
         T = check_real(T, "T", low=0.0, low_open=True)
         dt = check_real(dt, "dt", low=0.0, low_open=True)
-        n_steps = int(np.ceil(T / dt - 1e-9))
+        n_steps = max(int(np.ceil(T / dt - 1e-9)), 1)
         tau = T / n_steps
         grid = _runs.record_grid(n_steps, n_records=n_records)
         with _runs.Recorder(grid, tau, progress=progress, desc="reduced flow",
@@ -258,6 +255,14 @@ class ReducedABW:
                            snapshots=rec.array("P"))
 
 
+def _prob_weights(weights, M):
+    w = as_array(weights, "weights", shape=(M,))
+    if np.any(w < 0) or abs(w.sum() - 1) > 1e-9:
+        raise ValueError(f"weights must be nonnegative and sum to 1, got minimum {w.min(initial=0):.3g} "
+                         f"and sum {w.sum():.6g}")
+    return w
+
+
 def _relu(u):
     return np.maximum(u, 0)
 
@@ -271,19 +276,30 @@ def risk_abw(problem, a, b, W, n_max: int = 40) -> float:
     :math:`E\,\mathrm{relu}(sz+b)^2 = (s^2+b^2)\Phi(\zeta) + bs\varphi(\zeta)`, :math:`\zeta = b/s`,
     and the rare pairs with
     larger correlation a 2-D quadrature."""
-    W = as_array(W, "W", ndim=2)
+    if not isinstance(problem, _problems.AnisotropicGaussians):
+        raise TypeError(f"problem must be an AnisotropicGaussians, got {type(problem).__name__}")
+    W = problem.check_weights(W)
     N = W.shape[0]
+    if N == 0:
+        raise ValueError("W must have at least one row (N >= 1 neurons)")
     a = as_array(a, "a", shape=(N,))
     b = as_array(b, "b", shape=(N,))
+    n_max = check_int(n_max, "n_max", minimum=1)
     V = np.zeros(N)
     Usum = 0.0
     for (p, cov), sgn in zip(problem.components, (1.0, -1.0), strict=True):
         A = np.einsum("ij,ij->i", W * cov, W)
         s = np.sqrt(A)
-        h, _, _ = _quad.relu_hermite(s, b, n_max)
+        # A zero row w_i = 0 is a constant neuron a_i relu(b_i): Hermite coefficients (relu(b_i), 0, ...).
+        live = s > 0
+        h = np.zeros((N, n_max + 1))
+        h[~live, 0] = np.maximum(b[~live], 0.0)
+        if live.any():
+            h[live] = _quad.relu_hermite(s[live], b[live], n_max)[0]
         V -= 0.5 * sgn * a * h[:, 0]
         C = (W * cov) @ W.T
-        zeta = b / s
+        with np.errstate(divide="ignore", invalid="ignore"):
+            zeta = np.where(live, b / np.where(live, s, 1.0), np.where(b > 0, np.inf, -np.inf))
         diag = (A + b**2) * special.ndtr(zeta) + b * s * np.exp(-0.5 * zeta**2) * _INV_SQRT_2PI
         K = _quad.mehler_gram(_relu, (0.0,), h, A, C, m=b, diag=diag)
         Usum += p * (a @ K @ a)
@@ -342,6 +358,8 @@ def sgd_abw(problem, a0, b0, W0, eps: float, steps: int, rng: np.random.Generato
 
     Raises :class:`mflib.runs.DivergenceError` (naming the step) if the parameters become
     non-finite (checked at every record and every :data:`mflib.sgd.CHUNK` steps)."""
+    if not isinstance(problem, _problems.AnisotropicGaussians):
+        raise TypeError(f"problem must be an AnisotropicGaussians, got {type(problem).__name__}")
     W = as_array(W0, "W0", ndim=2).copy()
     N, d = W.shape
     if d != problem.d:

@@ -41,7 +41,7 @@ import contextlib
 import numpy as np
 
 from . import progress as _progress
-from .validation import check_int
+from .validation import MAX_ABS, check_int
 
 __all__ = ["DivergenceError", "Recorder", "blas_threads", "record_grid"]
 
@@ -220,20 +220,20 @@ class Recorder:
 
     def check(self, *arrays, limit: float | None = None, step: int | None = None,
               what: str | None = None) -> None:
-        """Raise :class:`DivergenceError` if an array holds NaN or inf, or (with ``limit``) an
-        entry of absolute value above ``limit``; ``step`` defaults to the current step."""
+        """Raise :class:`DivergenceError` if an array holds NaN or inf or an entry of absolute
+        value above ``limit`` (default :data:`mflib.validation.MAX_ABS` = 1e150, the bound beyond
+        which mflib's functions reject their inputs); ``step`` defaults to the current step."""
+        bound = MAX_ABS if limit is None else limit
         for a in arrays:
             a = np.asarray(a)
             if a.size == 0:
                 continue
-            if limit is None:
-                bad = not np.all(np.isfinite(a))
-            else:
-                bad = not np.abs(a).max() <= limit          # NaN compares False: caught too
-            if bad:
+            big = float(np.abs(a).max())
+            if not big <= bound:                            # NaN compares False: caught too
                 if what is None:
-                    what = ("the state became non-finite" if limit is None else
-                            f"the state became non-finite or exceeded {limit:.3g} in size")
+                    what = (f"the state became non-finite or exceeded {bound:.3g} in size"
+                            if limit is not None else "the state became non-finite"
+                            if not np.isfinite(big) else f"the state exceeded {bound:.3g} in size")
                 raise self.diverged(step, what)
 
     # -- results -------------------------------------------------------------------------------

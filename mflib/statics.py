@@ -156,15 +156,12 @@ def solve_qp(V, U, const: float = 0.0, tol: float = 1e-12, max_iter: int | None 
     n = V.size
     if n == 0:
         raise ValueError("V must have at least one entry (a dictionary with n >= 1 atoms)")
-    U = as_array(U, "U", shape=(n, n))
-    scale = max(float(np.max(np.abs(np.diag(U)))), 1e-300)
-    if np.max(np.abs(U - U.T)) > 1e-10 * scale:
-        raise ValueError("U must be symmetric (U[i, j] == U[j, i])")
+    U = _symmetric_U(U, n)
     const = check_real(const, "const")
     tol = check_real(tol, "tol", low=0.0, low_open=True)
     max_iter = 20 * n + 100 if max_iter is None else check_int(max_iter, "max_iter", minimum=1)
 
-    eig_tol = 1e-13 * scale
+    eig_tol = 1e-13 * max(float(np.max(np.abs(np.diag(U)))), 1e-300)
     j0 = int(np.argmin(2.0 * V + np.diag(U)))
     F = [j0]
     p = np.zeros(n)
@@ -227,6 +224,15 @@ def solve_qp(V, U, const: float = 0.0, tol: float = 1e-12, max_iter: int | None 
                     support=np.flatnonzero(p > 0), iterations=it)
 
 
+def _symmetric_U(U, n):
+    """U as a symmetric (n, n) array (the check solve_qp and two_atom_optimum share)."""
+    U = as_array(U, "U", shape=(n, n))
+    scale = max(float(np.max(np.abs(np.diag(U)))), 1e-300)
+    if np.max(np.abs(U - U.T)) > 1e-10 * scale:
+        raise ValueError("U must be symmetric (U[i, j] == U[j, i])")
+    return U
+
+
 def two_atom_optimum(V, U) -> tuple[np.ndarray, float]:
     r"""Closed-form optimum of the two-atom problem (the sympy derivation of chapter 3).
 
@@ -246,7 +252,9 @@ def two_atom_optimum(V, U) -> tuple[np.ndarray, float]:
     multiplier : float   :math:`p\cdot g`
     """
     V = as_array(V, "V", shape=(2,))
-    U = as_array(U, "U", shape=(2, 2))
+    U = _symmetric_U(U, 2)
+    if U[0, 0] < 0 or U[1, 1] < 0 or U[0, 1] ** 2 > U[0, 0] * U[1, 1] * (1 + 1e-12):
+        raise ValueError("U must be positive semi-definite (a Gram matrix)")
     a = U[0, 0] - 2.0 * U[0, 1] + U[1, 1]
     b = U[1, 1] - U[0, 1] + V[1] - V[0]
     if a > 0:

@@ -39,7 +39,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from .validation import as_array
+from .validation import as_array, check_int
 
 __all__ = [
     "w2", "w2_squared", "w2_1d", "w2_1d_squared", "w2_emd", "w2_emd_squared",
@@ -243,6 +243,8 @@ def w2_coordinates(X, Y) -> np.ndarray:
     Y = as_array(Y, "Y", ndim=2)
     if X.shape[1] != Y.shape[1]:
         raise ValueError(f"X and Y must have the same number of columns, got {X.shape} and {Y.shape}")
+    if X.shape[0] == 0 or Y.shape[0] == 0:
+        raise ValueError(f"X and Y must each hold at least one point, got shapes {X.shape} and {Y.shape}")
     return np.array([w2_1d(X[:, j], Y[:, j]) for j in range(X.shape[1])])
 
 
@@ -285,7 +287,8 @@ def w2_emd_squared(X, Y, a=None, b=None, num_iter_max: int = 10_000_000) -> floa
     a = _weights(a, X.shape[0], "a")
     b = _weights(b, Y.shape[0], "b")
     C = _sq_cost(X, Y)
-    cost, log = ot.emd2(a, b, C, numItermax=int(num_iter_max), log=True)
+    num_iter_max = check_int(num_iter_max, "num_iter_max", minimum=1)
+    cost, log = ot.emd2(a, b, C, numItermax=num_iter_max, log=True)
     if log.get("result_code", 1) != 1:
         raise RuntimeError(f"ot.emd2 did not reach optimality: {log.get('warning')}")
     return max(float(cost), 0.0)
@@ -342,10 +345,22 @@ def psd_sqrt(S) -> np.ndarray:
     if S.ndim < 2 or S.shape[-1] != S.shape[-2]:
         raise ValueError(f"S must have shape (..., p, p), got {S.shape}")
     p = S.shape[-1]
+    if S.size == 0:
+        return S.copy()
+    # Round-off scale of each matrix: negative eigenvalues beyond it mean S is not PSD.
+    tol = 1e-10 * np.maximum(np.abs(S).max(axis=(-1, -2)), np.finfo(float).tiny)
+    if np.any(np.abs(S - np.swapaxes(S, -1, -2)).max(axis=(-1, -2)) > tol):
+        raise ValueError("S must be symmetric")
     if p == 1:
+        if np.any(S[..., 0, 0] < -tol):
+            raise ValueError("S must be positive semi-definite, got a negative variance")
         return np.sqrt(np.maximum(S, 0.0))
     if p == 2:
         det = S[..., 0, 0] * S[..., 1, 1] - S[..., 0, 1] * S[..., 1, 0]
+        lam_min = 0.5 * (S[..., 0, 0] + S[..., 1, 1]) - np.hypot(0.5 * (S[..., 0, 0] - S[..., 1, 1]),
+                                                                  S[..., 0, 1])
+        if np.any(lam_min < -tol):
+            raise ValueError("S must be positive semi-definite, got a negative eigenvalue")
         s = np.sqrt(np.maximum(det, 0.0))
         t = np.sqrt(np.maximum(S[..., 0, 0] + S[..., 1, 1] + 2.0 * s, 0.0))
         out = S + s[..., None, None] * np.eye(2)
@@ -353,6 +368,8 @@ def psd_sqrt(S) -> np.ndarray:
             out = np.where(t[..., None, None] > 0, out / t[..., None, None], 0.0)
         return out
     lam, V = np.linalg.eigh(S)
+    if np.any(lam.min(axis=-1) < -tol):
+        raise ValueError("S must be positive semi-definite, got a negative eigenvalue")
     return (V * np.sqrt(np.maximum(lam, 0.0))[..., None, :]) @ np.swapaxes(V, -1, -2)
 
 
