@@ -66,6 +66,8 @@ from . import runs as _runs
 from . import transport as _transport
 from .validation import as_array, check_int, check_real, check_rng
 
+BLOWUP = 1e6   # weights beyond this times their initial scale: divergence (as in mflib.sgd)
+
 __all__ = [
     "Schedule", "time_step", "step_size", "n_steps",
     "outputs", "empirical_risk", "grad_risk",
@@ -281,16 +283,23 @@ def _grad_independent(Xb, yb, W, C, act, loss):
 def _relu_sum(H, C, f):
     """f[m, c] = sum_k relu(H[m, k C + c]) in one read of H (M, N C); float64 accumulation."""
     M, NC = H.shape
-    acc = np.zeros(C)
+    L = 16 * C                               # 16 neurons at a time: the inner loop vectorises
+    J = NC - NC % L
+    acc = np.zeros(L)
     for m in range(M):
         acc[:] = 0.0
-        for j in range(0, NC, C):
-            for c in range(C):
-                h = H[m, j + c]
-                if h > 0:
-                    acc[c] += h
+        h = H[m]
+        for j0 in range(0, J, L):
+            for i in range(L):
+                v = h[j0 + i]
+                if v > 0:
+                    acc[i] += v
+        for j in range(J, NC):
+            v = h[j]
+            if v > 0:
+                acc[j - J] += v
         for c in range(C):
-            f[m, c] = acc[c]
+            f[m, c] = acc[c::C].sum()
 
 
 @njit(cache=True)
@@ -298,10 +307,14 @@ def _relu_backward(H, G):
     """H[m, k C + c] <- 1{H > 0} G[m, c] in place (relu' times the scaled loss derivative)."""
     M, NC = H.shape
     C = G.shape[1]
+    row = np.empty(NC, dtype=H.dtype)        # G[m] tiled along the row: the select vectorises
+    zero = H.dtype.type(0)
     for m in range(M):
         for j in range(0, NC, C):
-            for c in range(C):
-                H[m, j + c] = G[m, c] if H[m, j + c] > 0 else 0.0
+            row[j:j + C] = G[m]
+        h = H[m]
+        for j in range(NC):
+            h[j] = row[j] if h[j] > zero else zero
 
 
 class _Step:
@@ -517,14 +530,15 @@ def sgd(W0, X, y, *, base_step: float = 1.0, alpha: float = 0.0, width_exponent:
     Raises
     ------
     mflib.runs.DivergenceError
-        If the weights become non-finite (checked every 256 steps and at the records; the message
-        names the step).
+        If the weights become non-finite or exceed :data:`BLOWUP` times their initial scale
+        (checked every 256 steps and at the records; the message names the step and suggests a
+        base_step).
     """
     loss = _losses.check_loss(loss)
     act = _act.get(activation)
     rng = check_rng(rng)
-    X = as_array(X, "X", ndim=2).astype(dtype)
-    W, batched = _weights3(W0, "W0")
+    X = as_array(X, "X", ndim=2, dtype=dtype)          # read in dtype: no float64 detour
+    W, batched = _weights3(W0, "W0", dtype=dtype)
     W = W.astype(dtype, copy=True)
     n, d = X.shape
     if n == 0:
@@ -552,15 +566,17 @@ def sgd(W0, X, y, *, base_step: float = 1.0, alpha: float = 0.0, width_exponent:
         step = _Step(W, M, C, act, loss, sched.N)
         Xb = np.empty((R, M, d), dtype=X.dtype)
     grid = _runs.record_grid(n_T, record_every)
+    limit = BLOWUP * max(float(np.abs(W).max()), 1.0)
     with _runs.Recorder(grid, sched.dt, progress=progress, desc="SGD", threads=1,
                         where="SGD (De Bortoli et al.'s schedule)",
-                        advice=f"try a smaller base_step (now {base_step:g})") as rec:
+                        advice=f"try a smaller base_step (now {base_step:g}), e.g. "
+                               f"{base_step / 10:.3g}") as rec:
         for k0, k1 in rec.spans():
             for k in range(k0, k1):
                 if W_sum is not None and k >= average_from:
                     W_sum += W
                 if k % chunk == 0:
-                    rec.check(W, step=k)
+                    rec.check(W, step=k, limit=limit)
                     shape = ((min(chunk, n_T - k), R, N0, M) if independent
                              else (min(chunk, n_T - k), R, M))
                     idx_all = rng.integers(0, n, size=shape)
@@ -574,7 +590,7 @@ def sgd(W0, X, y, *, base_step: float = 1.0, alpha: float = 0.0, width_exponent:
                 else:                            # in place, at the matrix-product limit
                     step(W, np.take(X, idx, axis=0, out=Xb), y[idx], lr, penalty)
                 rec.tick()
-            rec.check(W)
+            rec.check(W, limit=limit)
             rec.record(W=W if record_every is not None else None)
     if W_sum is not None:
         W_sum += W                               # the last iterate n_T (n_T >= average_from)
@@ -788,7 +804,8 @@ def coupled(W0, Ns, runs: int, X, y, *, base_step: float = 1.0, alpha: float = 0
     Raises
     ------
     mflib.runs.DivergenceError
-        If the particles become non-finite (checked every step; the message names it).
+        If the particles become non-finite or exceed :data:`BLOWUP` times their initial scale
+        (checked every step; the message names it and suggests a dt).
     """
     loss = _losses.check_loss(loss)
     act = _act.get(activation)
@@ -837,9 +854,11 @@ def coupled(W0, Ns, runs: int, X, y, *, base_step: float = 1.0, alpha: float = 0
     sup = np.zeros(W.shape[0] - L)
     counts = runs * Ns
     mean_now = np.zeros(Ns.size)
+    limit = BLOWUP * max(float(np.abs(W0).max()), 1.0)
     with _runs.Recorder(np.arange(steps + 1), times=tgrid, progress=progress,
                         desc="Euler-Maruyama", threads=1, where="the coupled particle systems",
-                        advice=f"try a smaller dt (now {dt:g})") as rec:
+                        advice=f"try a smaller dt (now {dt:g}), e.g. {dt / 10:.3g}, or a smaller "
+                               f"base_step (now {base_step:g})") as rec:
         for k0, k1 in rec.spans():
             for s in range(k0, k1):
                 h_dt = tgrid[s + 1] - tgrid[s]
@@ -863,7 +882,7 @@ def coupled(W0, Ns, runs: int, X, y, *, base_step: float = 1.0, alpha: float = 0
                 sq = np.einsum("kp,kp->k", diff, diff)
                 np.maximum(sup, sq, out=sup)
                 mean_now = np.bincount(part_block, sq, minlength=Ns.size) / counts
-            rec.check(W)
+            rec.check(W, limit=limit)
             rec.record(mean_sq=mean_now)
     mean_sq = rec.array("mean_sq").T
     key = part_block * runs + run_id

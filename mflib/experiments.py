@@ -780,7 +780,11 @@ def marginal_w2(qa, qb, dim: str = "level"):
     """
     if hasattr(qa, "dims"):
         return np.sqrt(((qa - qb) ** 2).mean(dim))
-    qa, qb = np.asarray(qa, dtype=float), np.asarray(qb, dtype=float)
+    from .validation import as_array
+    qa, qb = as_array(qa, "qa"), as_array(qb, "qb")
+    if qa.shape != qb.shape or qa.ndim == 0 or qa.shape[0] == 0:
+        raise ValueError(f"qa and qb must hold quantiles at the same levels (same shape, axis 0 "
+                         f"non-empty), got {qa.shape} and {qb.shape}")
     return np.sqrt(((qa - qb) ** 2).mean(axis=0))
 
 

@@ -59,8 +59,13 @@ EXEMPT = {
     # progress bars: UI helpers taking only flags.
     "progress.*",
     # experiments: Dask orchestration, the result store and the CLI, exercised end to end by
-    # tests/test_experiments.py (their inputs are sweep names and paths, not numbers).
-    "experiments.*",
+    # tests/test_experiments.py (their inputs are sweep names, stores and paths, not numbers);
+    # its pure functions (get, records, task_key, marginal_w2) are in the registry.
+    "experiments.Sweep", "experiments.register", "experiments.compute", "experiments.results_root",
+    "experiments.store_path", "experiments.read_result", "experiments.write_result",
+    "experiments.scan", "experiments.run", "experiments.RunSummary", "experiments.RunSummary.*",
+    "experiments.status", "experiments.load", "experiments.assemble", "experiments.slurm_cluster",
+    "experiments.main",
     # runs: the run skeleton's internals, called by mflib itself, not by readers
     # (record_grid is public for readers and is covered below).
     "runs.Recorder", "runs.Recorder.*", "runs.blas_threads", "runs.DivergenceError",
@@ -384,6 +389,17 @@ reg("datasets.lifted_circle", lambda: (mflib.datasets.lifted_circle, {"phi": np.
     ok={"phi": {"empty", "ndim"}})
 reg("datasets.synthetic_1d", lambda: (mflib.datasets.synthetic_1d, {"n": 8}), pos=("n",))
 
+# ---- experiments (pure functions)
+_E = "experiments"
+reg("experiments.get", lambda: (mod(_E).get, {"name": "synthetic"}))
+reg("experiments.records", lambda: (mod(_E).records, {"name": "synthetic", "scale": "small"}))
+reg("experiments.task_key", lambda: (mod(_E).task_key, {"name": "synthetic",
+                                                       "record": mod(_E).records("synthetic", "small")[0]}),
+    alias={"record": ("record field", "must be a dict")})
+reg("experiments.marginal_w2", lambda: (mod(_E).marginal_w2, {"qa": np.linspace(0, 1, 5)[:, None] * [1, 2],
+                                                             "qb": np.linspace(0, 2, 5)[:, None] * [1, 1]}),
+    dims=("qa", "qb"), huge=("qa", "qb"), skip={"dim": {"none", "str"}})   # dim: xarray only
+
 # ---- runs
 reg("runs.record_grid", lambda: (mflib.runs.record_grid, {"steps": 10, "record_every": 3}),
     pos=("record_every", "n_log", "n_records"), ok={"steps": {"zero"}})
@@ -554,7 +570,12 @@ def _check_scaled(fn, kwargs, kw, deg, c, out=None):
         assert np.allclose(a, want, rtol=1e-6, atol=0), f"not the scaled answer: {a} vs {want}"
 
 
-@pytest.mark.parametrize("name, arg, kind", _cases())
+def pytest_generate_tests(metafunc):
+    # at collection time, when the whole registry below has been built
+    if metafunc.function.__name__ == "test_bad_input":
+        metafunc.parametrize("name, arg, kind", _cases())
+
+
 def test_bad_input(name, arg, kind):
     check_case(name, arg, kind)
 
@@ -922,3 +943,15 @@ def test_issue_examples_divergence():
     with pytest.raises(DivergenceError, match="eps") as e:
         reduced.sgd_abw(p, np.ones(5), np.zeros(5), W0, eps=0.6, steps=3000, rng=R(3))
     assert "eps" in e.value.advice
+
+
+def test_issue_examples_chaos_divergence():
+    from mflib import chaos
+    from mflib.runs import DivergenceError
+    X, y = mflib.datasets.synthetic_1d(16)
+    W = 0.3 * R(17).standard_normal((256, 2))
+    with pytest.raises(DivergenceError, match="smaller dt") as e:
+        chaos.coupled(W, [8], 4, X, y, T=100.0, dt=10.0, activation="relu", rng=R(2))
+    assert "e.g. 1" in e.value.advice
+    with pytest.raises(DivergenceError, match="smaller base_step"):
+        chaos.sgd(W[:6], X, y, base_step=1e6, steps=50, rng=R(1))
