@@ -571,7 +571,7 @@ def fokker_planck_1d(dV, beta: float, q0, tau: float, steps: int, d2V=None, tol:
     q = q0
     with _runs.Recorder(np.arange(steps + 1), tau, progress=progress, desc="JKO",
                         threshold=20000, where="the JKO scheme",
-                        advice=f"try a smaller tau (now {tau:g})") as rec:
+                        advice=f"try a smaller tau (now {tau:g}), e.g. {tau / 10:.3g}") as rec:
         for k0, k1 in rec.spans():
             for _ in range(k0, k1):
                 q = _fp_step(q, dV_checked, d2V_, beta, tau, tol, max_newton)
@@ -866,7 +866,7 @@ def particle_flow(problem, W0, tau: float, steps: int, scheme: str = "implicit",
     blew_up = False
     with _runs.Recorder(grid, tau, progress=progress, desc=f"{scheme} flow",
                         where=f"the {scheme} particle flow",
-                        advice=f"try a smaller tau (now {tau:g})") as rec:
+                        advice=f"try a smaller tau (now {tau:g}), e.g. {tau / 10:.3g}") as rec:
         try:
             for k0, k1 in rec.spans():
                 for k in range(k0, k1):

@@ -390,7 +390,8 @@ def train(X, y, a_bar0, W0, scaling: str = "ntk", ds: float = 0.5, steps: int = 
     gd = _GradientStep(X, y, N, g)
     state = gd(a, W)                              # residual h - y and the gradient of R_S
     with _runs.Recorder(grid, ds, progress=progress, desc="GD", threshold=20000, threads=1,
-                        where="gradient descent", advice=f"try a smaller ds (now {ds:g})") as rec:
+                        where="gradient descent",
+                        advice=f"try a smaller ds (now {ds:g}), e.g. {ds / 10:.3g}") as rec:
         for k0, k1 in rec.spans():
             for k in range(k0, k1):
                 _, grad_a, grad_W = state

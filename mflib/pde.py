@@ -697,8 +697,8 @@ class GridSolver:
             grid = _runs.record_grid(n_steps, n_records=n_records)
         with _runs.Recorder(grid, times=times, progress=progress, desc="PDE",
                             where="the grid PDE solver",
-                            advice=f"try a smaller dt (now {dt:g}), or a larger r_max if the "
-                                   f"flow itself leaves the grid") as rec:
+                            advice=f"try a smaller dt (now {dt:g}), e.g. {dt / 10:.3g}, or a larger "
+                                   f"r_max if the flow itself leaves the grid") as rec:
             for k0, k1 in rec.spans():
                 for k in range(k0, k1):
                     tau = times[k + 1] - times[k]

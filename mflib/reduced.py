@@ -238,7 +238,7 @@ class ReducedABW:
         grid = _runs.record_grid(n_steps, n_records=n_records)
         with _runs.Recorder(grid, tau, progress=progress, desc="reduced flow",
                             where="the reduced particle flow",
-                            advice=f"try a smaller dt (now {dt:g})") as rec:
+                            advice=f"try a smaller dt (now {dt:g}), e.g. {dt / 10:.3g}") as rec:
             for k0, k1 in rec.spans():
                 for k in range(k0, k1):
                     with np.errstate(over="ignore", invalid="ignore"):
@@ -373,7 +373,7 @@ def sgd_abw(problem, a0, b0, W0, eps: float, steps: int, rng: np.random.Generato
     data_rng, _ = rng.spawn(2)               # the split of mflib.sgd.run (its second: noise)
     stream = _sgd._ChunkStream(problem, data_rng, np.float64, steps)
     with _runs.Recorder(grid, eps, progress=progress, desc="SGD (a,b,w)", where="SGD on (a, b, w)",
-                        advice=f"try a smaller eps (now {eps:g})") as rec, \
+                        advice=f"try a smaller eps (now {eps:g}), e.g. {eps / 10:.3g}") as rec, \
             contextlib.closing(stream):
         for k0, k1 in rec.spans():
             k = k0

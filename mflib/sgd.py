@@ -185,7 +185,8 @@ _BLOWN = f"the weights became non-finite or exceeded {BLOWUP:.0e} times their in
 def _recorder(grid, eps, progress, threads=None):
     """The run skeleton of both engines (:class:`mflib.runs.Recorder`)."""
     return _runs.Recorder(grid, eps, progress=progress, desc="SGD", threshold=20000,
-                          threads=threads, where="SGD", advice=f"try a smaller eps (now {eps:g})")
+                          threads=threads, where="SGD",
+                          advice=f"try a smaller eps (now {eps:g}), e.g. {eps / 10:.3g}")
 
 
 def run_reference(problem: Problem, W0, eps: float, steps: int, batch: int = 1, lam: float = 0.0,

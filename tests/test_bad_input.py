@@ -929,12 +929,15 @@ def test_issue_examples_divergence():
     with pytest.raises(DivergenceError) as e:
         mflib.sgd.run(p, W0, eps=10.0, steps=2000, rng=R(1), record_every=500)
     assert e.value.step < 500            # the step where the weights blew up, not a checkpoint
-    with pytest.raises(DivergenceError, match="tau"):
+    assert "e.g. 1" in e.value.advice    # the parameter to change and a suggested value
+    with pytest.raises(DivergenceError, match="tau") as e:
         jko.particle_flow(p, W0, tau=1e3, steps=20, scheme="heun")
+    assert "e.g. 100" in e.value.advice
     rab = reduced.ReducedABW(p, n_max=10)
     P = np.array([[1.0, 0.1, 0.5, 0.4], [0.8, -0.2, 0.3, 0.6]])
-    with pytest.raises(DivergenceError, match="dt"):
+    with pytest.raises(DivergenceError, match="dt") as e:
         rab.run(P, [0.5, 0.5], T=1000, dt=100)
+    assert "e.g. 10" in e.value.advice
     red = pde.ReducedAnisotropic(p)
     R0, w0 = pde.gaussian_init(red, 0.8, 12)
     with pytest.raises(DivergenceError, match="smaller dt") as e:
