@@ -439,13 +439,18 @@ def relu_hermite(s, b, n_max: int):
     # e_k = E[H(sz+b) He_k(z)], k = 0..n_max+1 (unnormalised).
     e = np.empty(zeta.shape + (n_max + 2,))
     e[..., 0] = Phi
-    e[..., 1:] = He[..., :-1] * sqf[:-1] * phi[..., None]
+    # phi underflows to 0 for |zeta| > 38.6 while He_k(-zeta) may overflow: the product is 0 there
+    live = (phi > 0)[..., None]
+    with np.errstate(over="ignore", invalid="ignore"):
+        e[..., 1:] = np.where(live, He[..., :-1] * sqf[:-1] * phi[..., None], 0.0)
     h = np.empty(zeta.shape + (n_max + 1,))
     h[..., 0] = s * phi + b * Phi
     if n_max >= 1:
         h[..., 1] = s * Phi
     if n_max >= 2:
-        h[..., 2:] = (s * phi)[..., None] * He[..., : n_max - 1] * sqf[: n_max - 1] / sqf[2: n_max + 1]
+        with np.errstate(over="ignore", invalid="ignore"):
+            h[..., 2:] = np.where(live, (s * phi)[..., None] * He[..., : n_max - 1] * sqf[: n_max - 1]
+                                  / sqf[2: n_max + 1], 0.0)
     db = e[..., : n_max + 1] / sqf[: n_max + 1]
     em1 = np.concatenate([np.zeros(zeta.shape + (1,)), e[..., :n_max]], axis=-1)
     ds = (e[..., 1: n_max + 2] + n[: n_max + 1] * em1) / sqf[: n_max + 1]
