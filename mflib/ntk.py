@@ -216,6 +216,7 @@ def empirical_ntk(X, a_bar, W, scaling: str = "ntk", trained: str = "a_bar", Y=N
     """
     X, a_bar, W = _check_params(X, a_bar, W)
     _check_trained(trained)
+    _check_scaling(scaling)
     N = W.shape[0]
     c2 = 1.0 if trained == "a_bar" else gamma(N, scaling) ** 2
     if Y is not None:

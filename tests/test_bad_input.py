@@ -239,7 +239,8 @@ reg("validation.check_int", lambda: (mod("validation").check_int, {"x": 3, "name
 reg("validation.check_real", lambda: (mod("validation").check_real, {"x": 0.5, "name": "x", "low": 0.0}),
     skip={"name": {"none", "str"}, "low": {"str", "nan", "inf"}}, huge=("x",), ok={"x": {"huge"}},
     alias={"x": ("x ",)})
-reg("validation.check_rng", lambda: (mod("validation").check_rng, {"rng": R()}))
+reg("validation.check_rng", lambda: (mod("validation").check_rng, {"rng": R()}),
+    skip={"name": {"str"}})       # name: the label used in messages
 
 # ---- problems
 for _cls, _mk in (("AnisotropicGaussians", prob), ("TeacherStudent", teacher)):
@@ -470,6 +471,11 @@ def variants(spec: Spec, fn, kwargs) -> list[tuple[str, str, object]]:
     for arg in spec.pos:
         if arg not in kwargs and arg in params:
             out += [(arg, "neg", -1), (arg, "zero", 0)]
+    # Options with a string default (activation, loss, scaling, scheme, ...): an unknown name.
+    if spec.args is None:
+        for arg, prm in params.items():
+            if arg not in kwargs and isinstance(prm.default, str) and "str" not in spec.skip.get(arg, ()):
+                out.append((arg, "str", "no-such-option"))
     return out
 
 
