@@ -232,7 +232,8 @@ reg("activations.get", lambda: (mod("activations").get, {"activation": "relu"}))
 
 # ---- validation
 reg("validation.as_array", lambda: (mod("validation").as_array, {"x": np.ones(3), "name": "x", "ndim": 1}),
-    ok={"x": {"huge", "empty"}, "ndim": {"zero"}}, skip={"name": {"none", "str"}, "ndim": {"str", "none"}},
+    ok={"x": {"huge", "empty"}, "ndim": {"zero"}}, skip={"name": {"none", "str"}, "ndim": {"str", "none"},
+          "max_abs": {"nan", "str"}},   # name, ndim, max_abs: knobs set by mflib itself
     alias={"x": ("must be", "x ")}, huge=("x",))
 reg("validation.check_int", lambda: (mod("validation").check_int, {"x": 3, "name": "x", "minimum": 1}),
     skip={"name": {"none", "str"}, "minimum": {"none", "str"}}, alias={"x": ("x ",)})
@@ -471,11 +472,20 @@ def variants(spec: Spec, fn, kwargs) -> list[tuple[str, str, object]]:
     for arg in spec.pos:
         if arg not in kwargs and arg in params:
             out += [(arg, "neg", -1), (arg, "zero", 0)]
-    # Options with a string default (activation, loss, scaling, scheme, ...): an unknown name.
+    # Options left at their defaults: an unknown name for a string option (activation, loss,
+    # scaling, scheme, ...), NaN and a string for a real-valued one (lam, tol, base_step, ...).
     if spec.args is None:
         for arg, prm in params.items():
-            if arg not in kwargs and isinstance(prm.default, str) and "str" not in spec.skip.get(arg, ()):
-                out.append((arg, "str", "no-such-option"))
+            if arg in kwargs:
+                continue
+            skip = spec.skip.get(arg, set())
+            if isinstance(prm.default, str):
+                cand = [("str", "no-such-option")]
+            elif isinstance(prm.default, float) and not isinstance(prm.default, bool):
+                cand = [("nan", np.nan), ("str", "abc")]
+            else:
+                cand = []
+            out += [(arg, kind, val) for kind, val in cand if kind not in skip]
     return out
 
 
