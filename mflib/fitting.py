@@ -165,6 +165,7 @@ def loglog_fit(x, y=None, y_se=None, level: float = 0.95, *, replicates=None, pa
     from scipy import stats
 
     level = check_real(level, "level", low=0.0, high=1.0, low_open=True, high_open=True)
+    n_boot = check_int(n_boot, "n_boot", minimum=2)
     x = _check_x(x)
     if replicates is not None:
         if y is not None or y_se is not None:

@@ -675,6 +675,7 @@ def sweep_widths(X, y, Ns, scaling: str = "ntk", ds: float = 0.5, steps: int = 6
     if Ns.ndim != 1 or Ns.size == 0 or not np.issubdtype(Ns.dtype, np.integer) or np.any(Ns < 1):
         raise ValueError(f"Ns must be a non-empty 1-D sequence of integers >= 1, got {Ns!r}")
     seeds = check_int(seeds, "seeds", minimum=1)
+    seed = check_int(seed, "seed", minimum=0)
     n = X.shape[0]
     keys = ("move_a_bar", "move_w", "rms_a_bar", "rms_w", "dKa", "dKw", "kernel_change", "lin_gap")
     out = {k: np.zeros(Ns.size) for k in keys}
@@ -734,6 +735,7 @@ def lambda_min_fluctuations(X, Ns, draws: int = 20, seed: int = 0, trained: str 
     if Ns.ndim != 1 or Ns.size == 0 or not np.issubdtype(Ns.dtype, np.integer) or np.any(Ns < 1):
         raise ValueError(f"Ns must be a non-empty 1-D sequence of integers >= 1, got {Ns!r}")
     draws = check_int(draws, "draws", minimum=2)
+    seed = check_int(seed, "seed", minimum=0)
     lam_S = lambda_min(limit_kernel(X, trained=trained))
     bias, std = np.zeros(Ns.size), np.zeros(Ns.size)
     for i, N in enumerate(Ns):
@@ -787,6 +789,7 @@ def generalisation_curve(link, d: int, ns, N: int = 128, ds: float = 1.0, steps:
         raise ValueError(f"ns must be a non-empty 1-D sequence of integers >= 1, got {ns!r}")
     N = check_int(N, "N", minimum=1)
     seeds = check_int(seeds, "seeds", minimum=1)
+    seed = check_int(seed, "seed", minimum=0)
     u = np.zeros(d)
     u[0] = 1.0
     n_test = check_int(n_test, "n_test", minimum=1)

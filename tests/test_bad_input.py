@@ -476,13 +476,15 @@ def variants(spec: Spec, fn, kwargs) -> list[tuple[str, str, object]]:
     # scaling, scheme, ...), NaN and a string for a real-valued one (lam, tol, base_step, ...).
     if spec.args is None:
         for arg, prm in params.items():
-            if arg in kwargs:
+            if arg in kwargs or arg in spec.pos:
                 continue
             skip = spec.skip.get(arg, set())
             if isinstance(prm.default, str):
                 cand = [("str", "no-such-option")]
             elif isinstance(prm.default, float) and not isinstance(prm.default, bool):
                 cand = [("nan", np.nan), ("str", "abc")]
+            elif isinstance(prm.default, int) and not isinstance(prm.default, bool):
+                cand = [("neg", -1), ("str", "abc")]
             else:
                 cand = []
             out += [(arg, kind, val) for kind, val in cand if kind not in skip]
