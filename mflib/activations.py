@@ -104,7 +104,8 @@ def _sigmoid(t):
 
 
 def _dsigmoid(t):
-    return 0.5 / np.cosh(t) ** 2
+    with np.errstate(over="ignore"):         # cosh overflows for |t| > 710: the value is 0
+        return 0.5 / np.cosh(t) ** 2
 
 
 def _tanh(t):
@@ -112,7 +113,8 @@ def _tanh(t):
 
 
 def _dtanh(t):
-    return 1.0 / np.cosh(t) ** 2
+    with np.errstate(over="ignore"):         # cosh overflows for |t| > 710: the value is 0
+        return 1.0 / np.cosh(t) ** 2
 
 
 def _identity(t):
