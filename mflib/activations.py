@@ -74,7 +74,7 @@ class Activation:
 
 
 def _values(t) -> np.ndarray:
-    if t is None or isinstance(t, str | bytes):
+    if t is None or isinstance(t, str | bytes) or np.iscomplexobj(t):
         raise TypeError(f"t must be an array of real numbers, got {type(t).__name__}")
     try:
         return np.asarray(t, dtype=float)

@@ -31,6 +31,9 @@ def as_array(x, name: str, ndim: int | None = None, shape: tuple | None = None,
     """
     if x is None or isinstance(x, str | bytes):
         raise TypeError(f"{name} must be an array of real numbers, got {type(x).__name__}")
+    if (isinstance(x, np.ndarray | np.generic) and x.dtype.kind == "c" and dtype is not None
+            and np.dtype(dtype).kind != "c"):
+        raise TypeError(f"{name} must be real, got a complex array")   # NumPy would drop Im
     try:
         arr = np.asarray(x, dtype=dtype)
     except (TypeError, ValueError, OverflowError) as exc:
