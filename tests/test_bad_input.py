@@ -73,7 +73,7 @@ EXEMPT = {
     # (record_grid is public for readers and is covered below).
     "runs.Recorder", "runs.Recorder.*", "runs.blas_threads", "runs.DivergenceError",
     # datasets that read files or packages from disk (covered by test_datasets / test_mnist).
-    "datasets.mnist", "datasets.data_dir", "datasets.digits",
+    "datasets.mnist", "datasets.data_dir",
     # the Problem base class is abstract: its methods are covered through AnisotropicGaussians
     # and TeacherStudent below ("problems.AnisotropicGaussians.U" etc.).
     "problems.Problem", "problems.Problem.*",
@@ -392,6 +392,7 @@ reg("approximation.maurey_errors", lambda: (mod(_G).maurey_errors, {"target": mo
 reg("datasets.sphere", lambda: (mflib.datasets.sphere, {"n": 4, "d": 3, "rng": R()}), pos=("n", "d"))
 reg("datasets.lifted_circle", lambda: (mflib.datasets.lifted_circle, {"phi": np.linspace(0, 1, 4)}),
     ok={"phi": {"empty", "ndim"}})
+reg("datasets.digits", lambda: (mflib.datasets.digits, {"test_size": 0.2, "rng": R()}), pos=("test_size",))
 reg("datasets.synthetic_1d", lambda: (mflib.datasets.synthetic_1d, {"n": 8}), pos=("n",))
 
 # ---- experiments (pure functions)
