@@ -143,7 +143,10 @@ class Schedule:
 
     def step(self, n):
         r""":math:`\gamma N^\beta (n + \gamma_{\alpha,\beta}(N)^{-1})^{-\alpha}` for step index ``n >= 0``."""
-        n = as_array(n, "n")
+        if isinstance(n, int | np.integer) and not isinstance(n, bool) and n >= 0:
+            n = np.float64(n)                    # the per-step call of sgd: no array checks
+        else:
+            n = as_array(n, "n")
         if np.any(n < 0):
             raise ValueError("step index n must be >= 0")
         out = (self.base_step * float(self.N) ** self.width_exponent
@@ -875,7 +878,7 @@ def coupled(W0, Ns, runs: int, X, y, *, base_step: float = 1.0, alpha: float = 0
                 step = h * h_dt
                 if noise:
                     dB = rng.standard_normal((L, p)) * np.sqrt(h_dt)
-                    step += amp[:, None] * np.einsum("kpq,kq->kp", _transport.psd_sqrt(Sigma),
+                    step += amp[:, None] * np.einsum("kpq,kq->kp", _transport._psd_sqrt(Sigma),
                                                      dB[gidx])
                 W += coef * step
                 diff = W[tagged] - W[gidx[tagged]]

@@ -344,23 +344,24 @@ def psd_sqrt(S) -> np.ndarray:
     S = as_array(S, "S")
     if S.ndim < 2 or S.shape[-1] != S.shape[-2]:
         raise ValueError(f"S must have shape (..., p, p), got {S.shape}")
-    p = S.shape[-1]
     if S.size == 0:
         return S.copy()
     # Round-off scale of each matrix: negative eigenvalues beyond it mean S is not PSD.
     tol = 1e-10 * np.maximum(np.abs(S).max(axis=(-1, -2)), np.finfo(float).tiny)
     if np.any(np.abs(S - np.swapaxes(S, -1, -2)).max(axis=(-1, -2)) > tol):
         raise ValueError("S must be symmetric")
+    if np.any(np.linalg.eigvalsh(S)[..., 0] < -tol):
+        raise ValueError("S must be positive semi-definite, got a negative eigenvalue")
+    return _psd_sqrt(S)
+
+
+def _psd_sqrt(S):
+    """:func:`psd_sqrt` without the checks, for covariances PSD by construction (chaos's loop)."""
+    p = S.shape[-1]
     if p == 1:
-        if np.any(S[..., 0, 0] < -tol):
-            raise ValueError("S must be positive semi-definite, got a negative variance")
         return np.sqrt(np.maximum(S, 0.0))
     if p == 2:
         det = S[..., 0, 0] * S[..., 1, 1] - S[..., 0, 1] * S[..., 1, 0]
-        lam_min = 0.5 * (S[..., 0, 0] + S[..., 1, 1]) - np.hypot(0.5 * (S[..., 0, 0] - S[..., 1, 1]),
-                                                                  S[..., 0, 1])
-        if np.any(lam_min < -tol):
-            raise ValueError("S must be positive semi-definite, got a negative eigenvalue")
         s = np.sqrt(np.maximum(det, 0.0))
         t = np.sqrt(np.maximum(S[..., 0, 0] + S[..., 1, 1] + 2.0 * s, 0.0))
         out = S + s[..., None, None] * np.eye(2)
@@ -368,8 +369,6 @@ def psd_sqrt(S) -> np.ndarray:
             out = np.where(t[..., None, None] > 0, out / t[..., None, None], 0.0)
         return out
     lam, V = np.linalg.eigh(S)
-    if np.any(lam.min(axis=-1) < -tol):
-        raise ValueError("S must be positive semi-definite, got a negative eigenvalue")
     return (V * np.sqrt(np.maximum(lam, 0.0))[..., None, :]) @ np.swapaxes(V, -1, -2)
 
 
