@@ -228,7 +228,7 @@ class ReducedABW:
         ``progress``: bar (:mod:`mflib.progress`).
 
         Raises :class:`mflib.runs.DivergenceError` (naming the step) if the particles become
-        non-finite."""
+        non-finite or exceed :data:`mflib.sgd.BLOWUP` times their initial scale."""
         P = self._parts(P0, "P0").copy()
         w = _prob_weights(weights, P.shape[0])
         T = check_real(T, "T", low=0.0, low_open=True)
@@ -236,6 +236,7 @@ class ReducedABW:
         n_steps = max(int(np.ceil(T / dt - 1e-9)), 1)
         tau = T / n_steps
         grid = _runs.record_grid(n_steps, n_records=n_records)
+        bound = _sgd.BLOWUP * max(float(np.abs(P).max()), 1.0)   # as SGD: 1e6 times the start
         with _runs.Recorder(grid, tau, progress=progress, desc="reduced flow",
                             where="the reduced particle flow",
                             advice=f"try a smaller dt (now {dt:g}), e.g. {dt / 10:.3g}") as rec:
@@ -245,7 +246,7 @@ class ReducedABW:
                         v1 = -self._potential(P, w)[1]
                         v2 = -self._potential(P + tau * v1, w)[1]
                         P = P + 0.5 * tau * (v1 + v2)
-                    rec.check(P, step=k + 1)
+                    rec.check(P, step=k + 1, limit=bound)
                     rec.tick()
                 rec.record(risk=self._risk(P, w),
                            P=(np.concatenate([P[:, :2], np.abs(P[:, 2:])], axis=1)
