@@ -347,8 +347,11 @@ class _Step:
         R, N, C, d = self.R, self.N, self.C, self.d
         M = Xb.shape[1]
         H = self.H
-        for r in range(R):
-            np.matmul(Xb[r], W[r].reshape(N * C, d).T, out=H[r])
+        for r in range(R):                      # H^T = W X_b^T, by the same BLAS as the update
+            Ht = self.gemm(1.0, W[r].reshape(N * C, d).T, Xb[r].T, trans_a=1, c=H[r].T,
+                           overwrite_c=True)
+            if not np.shares_memory(Ht, H):     # pragma: no cover - f2py copied: write it back
+                H[r] = Ht.T
         H4 = H.reshape(R, M, N, C)
         relu = self.act is _act.relu
         if relu:                                # one read of H, no temporary
