@@ -79,7 +79,7 @@ on a file system that the compute nodes share, and so must ``$MFLIB_DATA``)::
                                         queue="normal", account="myproject")
     # equivalent to dask_jobqueue.SLURMCluster(cores=4, processes=4, memory="64GB",
     #     walltime="48:00:00", queue="normal", account="myproject"): 4 single-threaded
-    #     workers of 16 GB per job (chaos-paper at N = 50,000 needs about 14 GB per task)
+    #     workers of 16 GB per job (chaos-paper at N = 50,000 needs about 5 GB per task)
     cluster.scale(jobs=8)                       # or cluster.adapt(maximum_jobs=8)
     with Client(cluster) as client:
         experiments.run("chaos-paper", scale="paper", client=client)
@@ -105,10 +105,13 @@ skipped, so the array can be resubmitted as it is after a failure)::
 and, once all are done, ``python -m mflib.experiments status chaos-paper`` assembles the netCDF
 file (so does ``experiments.load``).
 
-**Cost of chaos-paper** (measured on one core here, float32, batch 100): about 95 microseconds per
-neuron and SGD step, and 36 bytes of memory per weight. The paper grid makes 4.1e9 neuron-steps,
-about 110 CPU-hours; each of its three tasks at ``N = 50,000``, ``width_exponent = 0.5``
-(22,360 steps) takes about 30 hours and 14 GB, the rest far less. A task is the unit of restart:
+**Cost of chaos-paper** (``benchmarks/bench_chaos.py``, one core here, float32, batch 100): about
+31 microseconds per neuron and SGD step (0.31 s at ``N = 10,000``, within 6 % of the step's two
+matrix products), plus 1.5 for the running average over the last half of the steps; SGD holds
+about 13 bytes per weight (measured 9.3 beyond ``W0`` at ``N = 10,000``). The paper grid makes
+4.1e9 neuron-steps (1.3e16 flops), about 36 CPU-hours; each of its three tasks at
+``N = 50,000``, ``width_exponent = 0.5`` (22,360 steps) takes about 10 hours and 5 GB, the rest
+far less. A task is the unit of restart:
 one killed by a wall-time limit starts again from step 0, so give jobs room (48 h above). The
 most expensive tasks are submitted first. ``--scale small`` makes 3.4e5 neuron-steps: about 90
 CPU-seconds, under a minute of wall time on two cores.
