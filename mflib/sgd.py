@@ -66,8 +66,10 @@ noise), it is centred with, for :math:`S(p) = \sum_{i<p} c^{2i}` (:math:`= p` wh
 
 .. math::
 
-    \nu_K = s\sqrt{S(K)}\,\xi,\qquad z_r = \mu_{m_r}\langle \nu_K, x_r\rangle + (L\zeta)_r ,
-    \qquad \xi\sim\mathcal N(0, I_d),\ \zeta\sim\mathcal N(0, I_{R-B}),
+    \begin{aligned}
+    \nu_K &= s\sqrt{S(K)}\,\xi, & \xi&\sim\mathcal N(0, I_d),\\
+    z_r &= \mu_{m_r}\langle \nu_K, x_r\rangle + (L\zeta)_r, & \zeta&\sim\mathcal N(0, I_{R-B}),
+    \end{aligned}
 
 with :math:`L L^\top = s^2\,[\kappa(m_r, m_q)\,\langle x_r, x_q\rangle]_{r,q}` over the rows of
 steps :math:`m \ge 1` (a Hadamard product of two positive semi-definite matrices, so positive
