@@ -41,10 +41,10 @@ import functools
 import os
 import platform
 import sys
-import time
 
 import numpy as np
 from threadpoolctl import threadpool_info
+from timing import best_of, cpu_model
 
 import mflib.chaos as ch
 from mflib import activations, experiments, runs
@@ -73,17 +73,6 @@ def _problem(N, n, dtype, seed=0):
 
 def _batches(n, steps, seed=1):
     return np.random.default_rng(seed).integers(0, n, size=(steps, M))
-
-
-def _time(f, reps):
-    """min and median wall time, and min CPU time of the calling thread, of f() over reps calls."""
-    t, c = [], []
-    for _ in range(reps):
-        c0, t0 = time.thread_time(), time.perf_counter()
-        f()
-        t.append(time.perf_counter() - t0)
-        c.append(time.thread_time() - c0)
-    return min(t), float(np.median(t)), min(c)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -174,12 +163,7 @@ def torch_loop(X, y, width, dtype):
 
 # ---------------------------------------------------------------------------------------------
 def machine_header(args):
-    cpu = "unknown"
-    try:
-        with open("/proc/cpuinfo") as fh:
-            cpu = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_model()
     blas = ", ".join(f"{i['internal_api']} {i['version']} ({os.path.basename(i['filepath'])}, "
                      f"{i['num_threads']} threads)" for i in threadpool_info() if i["user_api"] == "blas")
     tv = torch.__version__ if torch is not None else "not installed"
@@ -267,7 +251,7 @@ def measure(dtype, args, use_torch, rows, lines):
             times = {label: [] for label, _ in cases}
             for _ in range(args.repeats):        # interleaved, so that others' load spreads evenly
                 for label, f in cases:
-                    times[label].append(_time(f, 1))
+                    times[label].append(best_of(f, 1))
             for label, ts in times.items():
                 wall = [w for w, _, _ in ts]
                 rows[(name, threads, label)] = (min(wall) / args.steps,
@@ -279,13 +263,13 @@ def measure(dtype, args, use_torch, rows, lines):
                 continue
             # chaos.sgd itself: (1 + 2 s steps) - (1 step), interleaved; median of the differences
             s2 = 2 * args.steps
-            diffs = [_time(functools.partial(sgd_call, X, y, W0, 1 + s2), 1)[0]
-                     - _time(functools.partial(sgd_call, X, y, W0, 1), 1)[0] for _ in range(args.repeats)]
+            diffs = [best_of(functools.partial(sgd_call, X, y, W0, 1 + s2), 1)[0]
+                     - best_of(functools.partial(sgd_call, X, y, W0, 1), 1)[0] for _ in range(args.repeats)]
             rows[(name, threads, SGD)] = (float(np.median(diffs)) / s2, float("nan"), float("nan"))
             # the running average (W_sum += W) chaos.sgd adds over the last half of the steps
             Ws = np.zeros_like(W0)
 
-            rows[(name, threads, AVG)] = (_time(functools.partial(_average, Ws, W0, args.steps),
+            rows[(name, threads, AVG)] = (best_of(functools.partial(_average, Ws, W0, args.steps),
                                                 args.repeats)[0] / args.steps, float("nan"),
                                           float("nan"))
             del W, Ws

@@ -38,6 +38,7 @@ import time
 
 import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
+from timing import best_of, cpu_model
 
 import mflib as mf
 
@@ -110,19 +111,8 @@ def torch_loop(spelling):
 
 
 # ---------------------------------------------------------------------------------------------
-# Timing helpers.
+# Machine limits.
 # ---------------------------------------------------------------------------------------------
-def best_of(f, reps):
-    """(min, median) wall time and min CPU time of the calling thread, in seconds."""
-    wall, cpu = [], []
-    for _ in range(reps):
-        t, c = time.perf_counter(), time.thread_time()
-        f()
-        wall.append(time.perf_counter() - t)
-        cpu.append(time.thread_time() - c)
-    return min(wall), float(np.median(wall)), min(cpu)
-
-
 def machine_limits(problem, W0, reps):
     """Seconds per step: one read of W (gemv), 4 N d flops at the gemm rate, one sample."""
     rng = np.random.default_rng(0)
@@ -148,12 +138,7 @@ def machine_limits(problem, W0, reps):
 
 
 def machine_header(args):
-    cpu = "unknown"
-    try:
-        with open("/proc/cpuinfo") as fh:
-            cpu = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_model()
     blas = ", ".join(f"{i['internal_api']} {i['version']} ({i['num_threads']} threads)"
                      for i in threadpool_info() if i["user_api"] == "blas")
     return [

@@ -28,7 +28,6 @@ import os
 import pathlib
 import re
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
@@ -38,9 +37,9 @@ import time
 import urllib.request
 from urllib.parse import urlparse
 
+from check_site import CHROMIUM_ARGS, find_chromium, report
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 LOCAL = ("127.0.0.1", "localhost")
 FENCE = re.compile(r"^(?:`{3,}|:{3,})\{([\w:-]+)\}", re.M)
 
@@ -257,7 +256,7 @@ def main() -> int:
     if nb.parent != book or not nb.exists():
         print(f"check_lab: {args.notebook} is not a notebook in {book}")
         return 1
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    chromium = find_chromium()
     if chromium is None:
         print("check_lab: Debian chromium is not installed (make chromium)")
         return 1
@@ -288,12 +287,7 @@ def main() -> int:
           f"in JupyterLab), widget views {f['widgets']}/{src['views']}, kernel {f['kernel']!r}")
     print(f"check_lab: JupyterLab up in {t_up:.1f}s, all done in {time.time() - t0:.1f}s; "
           f"screenshots {', '.join(shots)}")
-    if problems:
-        print("check_lab FAILED:")
-        for p in problems:
-            print("  - " + p)
-        return 1
-    return 0
+    return report("check_lab", problems)
 
 
 if __name__ == "__main__":

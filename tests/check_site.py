@@ -39,6 +39,21 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 
 
+def find_chromium() -> str | None:
+    """Path of Debian's chromium, or None."""
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def report(tool: str, failures: list[str]) -> int:
+    """Print the failures under '<tool> FAILED:' (one per line) and return the exit status."""
+    if failures:
+        print(f"{tool} FAILED:")
+        for f in failures:
+            print("  - " + f)
+        return 1
+    return 0
+
+
 def toc_pages() -> list[str]:
     files = re.findall(r"^\s*-?\s*(?:file|root):\s*(\S+)", (ROOT / "_toc.yml").read_text(), re.M)
     return [f + ".html" for f in files]
@@ -263,7 +278,7 @@ def main() -> int:
     if not (site / "index.html").exists():
         print(f"check_site: no built site at {site} (run the book build first)")
         return 1
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    chromium = find_chromium()
     if chromium is None:
         print("check_site: Debian chromium is not installed (make chromium)")
         return 1
@@ -362,12 +377,7 @@ def main() -> int:
         browser.close()
     httpd.shutdown()
     print(f"check_site: {len(pages)} pages in {time.time() - t0:.1f}s, screenshots in {args.screenshots}")
-    if failures:
-        print("check_site FAILED:")
-        for f in failures:
-            print("  - " + f)
-        return 1
-    return 0
+    return report("check_site", failures)
 
 
 if __name__ == "__main__":
