@@ -15,6 +15,8 @@ given ``matplotlib.axes.Axes`` (a new figure when ``ax`` is None) and returns it
     (chapters 4, 7).
 :func:`plot_neurons`
     neurons of a two-layer network on the lifted circle, before and after training (chapter 6).
+:func:`risk_curves`
+    the risk of several runs against time (anything with ``t`` and ``risk``; chapter 5).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-__all__ = ["loglog_axes", "rate_plot", "slope_text", "hist_overlay", "plot_neurons"]
+__all__ = ["loglog_axes", "rate_plot", "slope_text", "hist_overlay", "plot_neurons", "risk_curves"]
 
 
 def _axes(ax):
@@ -302,4 +304,45 @@ def plot_neurons(ax, a0, W0, a1, W1, title: str = ""):
     ax.set_ylabel(r"signed size $\bar a_k |w_k|$")
     ax.set_title(title)
     ax.legend(loc="lower right", fontsize=8)
+    return ax
+
+
+def risk_curves(ax, runs: Mapping, styles=None, *, logy: bool = False, xlim=None, ylim=None,
+                xlabel: str = r"time $t$", ylabel: str = r"population risk $R_N$", title=None,
+                legend=True):
+    """The risk of several runs against time, one line each (markers of size 3).
+
+    Parameters
+    ----------
+    ax : matplotlib Axes or None
+    runs : mapping label -> run
+        Each run has arrays ``t`` and ``risk`` of equal length (e.g. :class:`mflib.jko.ParticleFlow`,
+        :class:`mflib.sgd.Trajectory`).
+    styles : sequence of matplotlib format strings, optional
+        One per run, in order (default: matplotlib's colour cycle, solid lines).
+    logy : bool
+        Log scale for the risk.
+    xlim, ylim, xlabel, ylabel, title
+        Passed to ``ax.set``.
+
+    Returns
+    -------
+    ax
+    """
+    ax = _axes(ax)
+    styles = list(styles) if styles is not None else ["-"] * len(runs)
+    if len(styles) != len(runs):
+        raise ValueError(f"styles must hold one format per run ({len(runs)}), got {len(styles)}")
+    for (label, run), fmt in zip(runs.items(), styles, strict=True):
+        t, r = np.asarray(run.t, dtype=float), np.asarray(run.risk, dtype=float)
+        if t.shape != r.shape:
+            raise ValueError(f"run {label!r}: t and risk must have the same shape, got {t.shape}, {r.shape}")
+        ax.plot(t, r, fmt, ms=3, label=label)
+    if logy:
+        ax.set_yscale("log")
+    for key, val in (("xlim", xlim), ("ylim", ylim), ("xlabel", xlabel), ("ylabel", ylabel),
+                     ("title", title)):
+        if val is not None:
+            ax.set(**{key: val})
+    _legend(ax, legend)
     return ax

@@ -136,3 +136,15 @@ def test_import_mflib_does_not_import_matplotlib():
             "assert 'matplotlib' not in sys.modules, 'import mflib.plotting'\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
+
+
+def test_risk_curves(ax):
+    from types import SimpleNamespace
+    runs = {"a": SimpleNamespace(t=np.arange(5.0), risk=np.linspace(2, 1, 5)),
+            "b": SimpleNamespace(t=np.arange(3.0), risk=np.array([3.0, 2.0, np.inf]))}
+    out = plotting.risk_curves(ax, runs, ["k:", "C3o--"], logy=True, ylim=(0.8, 10), title="T")
+    assert out is ax and ax.get_yscale() == "log" and ax.get_title() == "T"
+    assert [ln.get_label() for ln in ax.get_lines()] == ["a", "b"]
+    np.testing.assert_array_equal(ax.get_lines()[0].get_ydata(), runs["a"].risk)
+    with pytest.raises(ValueError, match="styles"):
+        plotting.risk_curves(ax, runs, ["k:"])
