@@ -25,7 +25,9 @@ quadrature    Gaussian expectations by kink-aware quadrature, the arc-cosine for
 datasets      synthetic inputs and the handwritten digits (chapters 6, 7)
 losses        squared and cross-entropy losses and their derivatives, accuracy (chapter 7)
 plotting      the figures' house style: rate plots, particle histograms, neuron clouds; opt-in
-              (no other module imports it, and it alone imports matplotlib)
+              (no numerical module imports it; it and widgets alone import matplotlib)
+widgets       controls that switch between figures drawn in advance, so that the static book's
+              widgets work without a kernel (chapters 1-7)
 progress      progress bars for long runs, silenced by MFLIB_PROGRESS=0
 runs          the run skeleton of every time-stepping loop: record grid, recorder,
               DivergenceError, BLAS thread limit
@@ -62,6 +64,7 @@ _SUBMODULES = {
     "statics",
     "transport",
     "validation",
+    "widgets",
 }
 
 __all__ = sorted(_SUBMODULES)

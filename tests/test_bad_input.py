@@ -59,6 +59,9 @@ KINDS = ("none", "str", "float", "ndim", "complex", "empty", "nan", "inf", "neg"
 EXEMPT = {
     # plotting: matplotlib drawing helpers; bad inputs surface as matplotlib errors by design.
     "plotting.*",
+    # widgets: takes a drawing callable and a grid of control values; its own checks (callables,
+    # grid, readouts in captions) are tested in tests/test_widgets.py.
+    "widgets.*",
     # progress bars: UI helpers taking only flags.
     "progress.*",
     # experiments: Dask orchestration, the result store and the CLI, exercised end to end by
