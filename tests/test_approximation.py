@@ -59,3 +59,90 @@ def test_exercise_ch1_sphere_maurey_constant(rng, d, constant):
     value = np.mean(S**2) - np.mean(f_exact**2)
     assert abs(value - constant) < 0.01
     assert abs(0.5 - d / (2 * np.pi * En**2) - constant) < 6e-4
+
+
+# ---- Barron's theorem on the Gaussian bump (GaussianBumpTarget, relaxed_greedy)
+
+@pytest.mark.parametrize("d", [1, 3, 12])
+def test_bump_barron_constant_against_monte_carlo(rng, d):
+    """C_f = int |omega| F(omega) d omega with F the N(0, I_d) density (the Fourier convention
+    f(x) = int e^{i<x, omega>} F(omega) d omega), checked by Monte Carlo over omega ~ F."""
+    t = mf.approximation.GaussianBumpTarget(d, r=2.0)
+    omega = rng.standard_normal((400_000, d))
+    norms = np.linalg.norm(omega, axis=1)
+    assert abs(norms.mean() - t.barron_constant) < 5 * norms.std() / np.sqrt(norms.size)
+    assert t.delta == pytest.approx(4.0 * t.barron_constant, rel=1e-15)
+    # the convention: f(x) = E_{omega ~ F} cos<omega, x> at a few points of the ball
+    X = t.sample_inputs(4, rng)
+    c = np.cos(omega[:50_000] @ X.T)
+    z = (c.mean(axis=0) - t(X)) / (c.std(axis=0) / np.sqrt(c.shape[0]))
+    assert np.all(np.abs(z) < 5)
+
+
+@pytest.mark.parametrize("d", [1, 5])
+def test_bump_step_representation_is_unbiased(rng, d):
+    """f(x) - f(0) = E[gamma 1{<u, x> > tau}] with |gamma| <= Delta(f): the proof's representation."""
+    t = mf.approximation.GaussianBumpTarget(d)
+    X = t.sample_inputs(6, rng)
+    U, tau, gamma = t.sample_units(300_000, rng)
+    assert np.all(np.abs(gamma) <= t.delta) and np.all((tau >= 0) & (tau <= t.r))
+    vals = (X @ U.T > tau) * gamma
+    z = (vals.mean(axis=1) - (t(X) - 1.0)) / (vals.std(axis=1) / np.sqrt(vals.shape[1]))
+    assert np.all(np.abs(z) < 5)
+    est = mf.approximation.step_network(X, U, tau, gamma, bias=1.0)
+    np.testing.assert_allclose(est, 1.0 + vals.mean(axis=1), rtol=0, atol=1e-12)
+
+
+def test_bump_maurey_identity_for_iid_units(rng):
+    """N units drawn i.i.d. from the representation: E||f - f_N||^2 = c / N (Maurey), c as computed."""
+    t = mf.approximation.GaussianBumpTarget(4)
+    X = t.sample_inputs(500, rng)
+    c, c_se = t.maurey_constant(X, 200_000, rng)
+    assert 0 < c < t.delta**2
+    N, reps = 20, 600
+    e = np.empty(reps)
+    for i in range(reps):
+        U, tau, gamma = t.sample_units(N, rng)
+        e[i] = np.mean((mf.approximation.step_network(X, U, tau, gamma, 1.0) - t(X)) ** 2)
+    se = np.hypot(e.std(ddof=1) / np.sqrt(reps), c_se / N)
+    assert abs(e.mean() - c / N) < 5 * se
+
+
+@pytest.mark.parametrize("d", [1, 6])
+def test_relaxed_greedy_meets_its_bound(rng, d):
+    """Barron's constructive bound E||f - f_N||^2 <= c / N <= Delta^2 / N, at every k, with a
+    single candidate direction per step (the weakest search the proof allows)."""
+    t = mf.approximation.GaussianBumpTarget(d)
+    X = t.sample_inputs(400, rng)
+    c, _ = t.maurey_constant(X, 100_000, rng)
+    runs = [mf.approximation.relaxed_greedy(t, X, 32, rng, candidates=1) for _ in range(30)]
+    E = np.array([r.errors for r in runs])
+    k = np.arange(1, 33)
+    upper = E.mean(axis=0) + 3 * E.std(axis=0, ddof=1) / np.sqrt(E.shape[0])
+    assert np.all(upper * k <= 1.02 * c)
+    assert np.all(E[:, 0] <= np.mean((t(X) - 1.0) ** 2) + 1e-12)   # g = 0 is a candidate
+    # the returned units are the network whose errors were recorded
+    r = runs[0]
+    f_N = mf.approximation.step_network(X, r.U, r.tau, r.gamma, bias=1.0)
+    assert np.mean((f_N - t(X)) ** 2) == pytest.approx(r.errors[-1], rel=1e-10, abs=1e-14)
+    assert np.all(np.abs(r.gamma) <= t.delta)
+
+
+def test_relaxed_greedy_refit_never_worse(rng):
+    t = mf.approximation.GaussianBumpTarget(3)
+    X = t.sample_inputs(300, rng)
+    r = mf.approximation.relaxed_greedy(t, X, 16, rng, candidates=8, refit_at=[4, 8, 16])
+    assert np.all(r.refit_errors <= r.errors[r.refit_widths - 1] + 1e-12)
+    assert np.all(np.diff(r.refit_errors) <= 1e-12)             # nested least-squares problems
+
+
+def test_bump_validation(rng):
+    with pytest.raises(ValueError, match="r must be > 0"):
+        mf.approximation.GaussianBumpTarget(2, r=0.0)
+    t = mf.approximation.GaussianBumpTarget(2)
+    with pytest.raises(ValueError, match="X must lie in the ball"):
+        mf.approximation.relaxed_greedy(t, np.full((3, 2), 5.0), 4, rng)
+    with pytest.raises(ValueError, match="refit_at"):
+        mf.approximation.relaxed_greedy(t, t.sample_inputs(5, rng), 4, rng, refit_at=[5])
+    with pytest.raises(TypeError, match="target"):
+        mf.approximation.relaxed_greedy(mf.approximation.GaussianReluTarget(2), np.zeros((3, 2)), 4, rng)

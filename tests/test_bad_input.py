@@ -390,6 +390,21 @@ reg("approximation.GaussianReluTarget.as_problem", lambda: (mod(_G).GaussianRelu
 reg("approximation.maurey_errors", lambda: (mod(_G).maurey_errors, {"target": mod(_G).GaussianReluTarget(3),
                                                                    "Ns": [1, 4], "reps": 2, "rng": R()}),
     pos=("Ns", "reps"), ok={"Ns": {"empty"}})
+reg("approximation.GaussianBumpTarget", lambda: (mod(_G).GaussianBumpTarget, {"d": 3, "r": 2.0}), pos=("d", "r"))
+reg("approximation.GaussianBumpTarget.sample_inputs", lambda: (mod(_G).GaussianBumpTarget(3).sample_inputs,
+                                                              {"n": 4, "rng": R()}), pos=("n",))
+reg("approximation.GaussianBumpTarget.sample_units", lambda: (mod(_G).GaussianBumpTarget(3).sample_units,
+                                                             {"n": 4, "rng": R()}), pos=("n",))
+reg("approximation.GaussianBumpTarget.maurey_constant", lambda: (mod(_G).GaussianBumpTarget(3).maurey_constant,
+                                                                {"X": W(4, 3) / 4, "n": 8, "rng": R()}),
+    pos=("n",), dims=("X",))
+reg("approximation.step_network", lambda: (mod(_G).step_network, {"X": W(4, 3), "U": W(2, 3, 5), "tau": np.array([0.1, 0.2]),
+                                                                 "gamma": np.array([1.0, -1.0]), "bias": 0.5}),
+    dims=("U",), ok={"X": {"empty"}})
+reg("approximation.relaxed_greedy", lambda: (mod(_G).relaxed_greedy, {"target": mod(_G).GaussianBumpTarget(3),
+                                                                     "X": W(6, 3) / 4, "N": 3, "rng": R(),
+                                                                     "candidates": 2}),
+    pos=("N", "candidates"), dims=("X",))
 
 # ---- datasets
 reg("datasets.sphere", lambda: (mflib.datasets.sphere, {"n": 4, "d": 3, "rng": R()}), pos=("n", "d"))
