@@ -52,6 +52,7 @@ __all__ = [
     "Objective", "quadratic", "double_well_2d", "amplification",
     "forward_euler", "proximal_step", "backward_euler", "energy_gaps",
     "fokker_planck_1d", "free_energy_1d", "gaussian_quantiles", "ornstein_uhlenbeck",
+    "quantile_flow_1d", "Interacting1D", "bump_network_1d",
     "particle_explicit_step", "particle_drift_jacobian", "particle_implicit_step", "particle_flow",
     "ParticleFlow", "PARTICLE_SCHEMES",
 ]
@@ -385,7 +386,7 @@ def ornstein_uhlenbeck(m0: float, var0: float, t, a: float = 1.0, c: float = 0.0
     return c + (m0 - c) * np.exp(-a * t), vinf + (var0 - vinf) * np.exp(-2.0 * a * t)
 
 
-def free_energy_1d(V, beta: float, q) -> float:
+def free_energy_1d(V, beta: float, q, U=None) -> float:
     r"""The discrete free energy of quantile particles, the functional minimised by :func:`fokker_planck_1d`.
 
     .. math::
@@ -394,7 +395,8 @@ def free_energy_1d(V, beta: float, q) -> float:
         \log\frac{1}{M\Delta_i},\qquad \Delta_i = q_{i+1}-q_i,
 
     i.e. :math:`\int V\,d\rho + \beta^{-1}\int\rho\log\rho` with the density :math:`1/(M\Delta_i)`
-    on each gap. Along the JKO scheme
+    on each gap, plus :math:`\frac1{2M^2}\sum_{i,j}U(q_i,q_j)` when an interaction ``U`` is given.
+    Along the JKO scheme
     :math:`F_M(q^{k+1}) + \frac{1}{2\tau M}\sum_i(q^{k+1}_i-q^k_i)^2 \le F_M(q^k)`.
 
     Parameters
@@ -402,12 +404,16 @@ def free_energy_1d(V, beta: float, q) -> float:
     V : callable, (M,) -> (M,)
     beta : float > 0
     q : array (M,) or (K, M), strictly increasing along the last axis
+    U : callable, optional
+        Symmetric interaction :math:`U(x, y)`, elementwise with broadcasting.
 
     Returns
     -------
     float, or array (K,) for a trajectory
     """
     _check_callable(V, "V")
+    if U is not None:
+        _check_callable(U, "U")
     beta = check_real(beta, "beta", low=0.0, low_open=True)
     q = as_array(q, "q")
     if q.ndim not in (1, 2) or q.shape[-1] < 2:
@@ -418,41 +424,67 @@ def free_energy_1d(V, beta: float, q) -> float:
     M = q.shape[-1]
     Vq = np.asarray(V(q.reshape(-1)), dtype=float).reshape(q.shape)
     out = Vq.mean(axis=-1) - np.log(M * gap).sum(axis=-1) / (beta * M)
+    if U is not None:
+        Q = q.reshape(-1, M)
+        out = out + np.array([0.5 * np.asarray(U(r[:, None], r[None, :]), dtype=float).mean()
+                              for r in Q]).reshape(out.shape)
     return float(out) if q.ndim == 1 else out
 
 
-def _fp_residual(q, qk, dV, beta, tau):
-    """G(q) and the tridiagonal Jacobian's pieces (without V'')."""
+def _fp_forces(q, dV, beta, dU):
+    """G0(q) = V'(q) + (1/M) sum_j d1U(q_i, q_j) + (1/Delta_i - 1/Delta_{i-1})/beta, and 1/Delta."""
     gap = np.diff(q)
     inv = 1.0 / gap
     right = np.append(inv, 0.0)          # 1/Delta_i   (0 for the last particle)
     left = np.insert(inv, 0, 0.0)        # 1/Delta_{i-1} (0 for the first particle)
-    G = (q - qk) / tau + dV(q) + (right - left) / beta
+    G = dV(q) + (right - left) / beta
+    if dU is not None:
+        G = G + dU(q[:, None], q[None, :]).mean(axis=1)
     return G, inv
 
 
-def _fp_step(q_k, dV, d2V, beta, tau, tol, max_newton):
-    M = q_k.size
+def _fp_jacobian(q, inv, d2V, beta, d2U, shift):
+    """dG0/dq + shift I: banded (3, M) without interaction, dense (M, M) with it."""
+    M = q.size
+    w = inv * inv / beta                           # 1/(beta Delta_i^2), (M-1,)
+    diag = shift + d2V(q) + np.append(w, 0.0) + np.insert(w, 0, 0.0)
+    if d2U is None:
+        ab = np.zeros((3, M))
+        ab[1] = diag
+        ab[0, 1:] = -w                             # super-diagonal
+        ab[2, :-1] = -w                            # sub-diagonal
+        return ab
+    uxx, uxy = d2U(q[:, None], q[None, :])
+    J = uxy / M
+    J[np.diag_indices(M)] += diag + uxx.mean(axis=1)
+    J[np.arange(M - 1), np.arange(1, M)] -= w
+    J[np.arange(1, M), np.arange(M - 1)] -= w
+    return J
+
+
+def _fp_residual(q, qk, dV, beta, tau, dU=None):
+    """G(q) = (q - q^k)/tau + G0(q), and 1/Delta."""
+    G0, inv = _fp_forces(q, dV, beta, dU)
+    return (q - qk) / tau + G0, inv
+
+
+def _fp_step(q_k, dV, d2V, beta, tau, tol, max_newton, dU=None, d2U=None):
     q = q_k.copy()
     scale = 1.0 + np.max(np.abs(q_k))
-    G, inv = _fp_residual(q, q_k, dV, beta, tau)
+    G, inv = _fp_residual(q, q_k, dV, beta, tau, dU)
     norm = np.max(np.abs(G))
     for _ in range(max_newton):
         if tau * norm <= tol * scale:
             return q
-        w = inv * inv / beta                       # 1/(beta Delta_i^2), (M-1,)
-        ab = np.zeros((3, M))
-        ab[1] = 1.0 / tau + d2V(q) + np.append(w, 0.0) + np.insert(w, 0, 0.0)
-        ab[0, 1:] = -w                             # super-diagonal
-        ab[2, :-1] = -w                            # sub-diagonal
-        delta = solve_banded((1, 1), ab, G)
+        J = _fp_jacobian(q, inv, d2V, beta, d2U, 1.0 / tau)
+        delta = solve_banded((1, 1), J, G) if d2U is None else np.linalg.solve(J, G)
         if np.max(np.abs(delta)) <= tol * scale and np.all(np.diff(q - delta) > 0):
             return q - delta                       # Newton: the error after this step is O(|delta|^2)
         alpha = 1.0
         while True:                                # damping: keep the order and reduce |G|
             q_new = q - alpha * delta
             if np.all(np.diff(q_new) > 0):
-                G_new, inv_new = _fp_residual(q_new, q_k, dV, beta, tau)
+                G_new, inv_new = _fp_residual(q_new, q_k, dV, beta, tau, dU)
                 norm_new = np.max(np.abs(G_new))
                 if norm_new < norm or alpha < 1e-3:
                     break
@@ -464,8 +496,70 @@ def _fp_step(q_k, dV, d2V, beta, tau, tol, max_newton):
                            f"iterations (residual tau*|G| = {tau * norm:.3g})")
 
 
+def _interaction(dU, d2U, M):
+    """Checked interaction callables (None, None without interaction); d2U by differences if absent."""
+    if dU is None:
+        if d2U is not None:
+            raise ValueError("d2U needs dU (the interaction's first derivative)")
+        return None, None
+    _check_callable(dU, "dU")
+
+    def dU_checked(x, y):
+        g = np.asarray(dU(x, y), dtype=float)
+        if g.shape != (M, M):
+            raise ValueError(f"dU must map arrays (M, 1), (1, M) to an array (M, M), got shape {g.shape}")
+        return g
+
+    if d2U is None:
+        def d2U_(x, y):
+            h = 1e-5 * (1.0 + np.abs(x) + np.abs(y))
+            return ((dU_checked(x + h, y) - dU_checked(x - h, y)) / (2 * h),
+                    (dU_checked(x, y + h) - dU_checked(x, y - h)) / (2 * h))
+    else:
+        _check_callable(d2U, "d2U")
+
+        def d2U_(x, y):
+            out = d2U(x, y)
+            if not isinstance(out, tuple) or len(out) != 2:
+                raise ValueError("d2U must return a pair (d11 U, d12 U) of arrays (M, M)")
+            return tuple(np.broadcast_to(np.asarray(o, dtype=float), (M, M)) for o in out)
+    return dU_checked, d2U_
+
+
+def _potential(dV, d2V, M):
+    """Checked V' and V'' (V'' by central differences of V' if absent)."""
+    _check_callable(dV, "dV")
+
+    def dV_checked(q):
+        g = np.asarray(dV(q), dtype=float)
+        if g.shape != (M,):
+            raise ValueError(f"dV must map an array (M,) to an array (M,), got shape {g.shape}")
+        return g
+
+    if d2V is None:
+        def d2V_(q):
+            h = 1e-5 * (1.0 + np.abs(q))
+            return (dV_checked(q + h) - dV_checked(q - h)) / (2 * h)
+    else:
+        _check_callable(d2V, "d2V")
+
+        def d2V_(q):
+            return np.broadcast_to(np.asarray(d2V(q), dtype=float), (M,))
+    return dV_checked, d2V_
+
+
+def _quantile_start(q0):
+    q0 = as_array(q0, "q0", ndim=1)
+    if q0.size < 2:
+        raise ValueError(f"q0 must hold at least 2 particles (the entropy needs gaps), got {q0.size}")
+    if not np.all(np.diff(q0) > 0):
+        raise ValueError("q0 must be sorted in strictly increasing order (quantile particles)")
+    return q0
+
+
 def fokker_planck_1d(dV, beta: float, q0, tau: float, steps: int, d2V=None, tol: float = 1e-11,
-                     max_newton: int = 50, progress: bool | None = None) -> np.ndarray:
+                     max_newton: int = 50, progress: bool | None = None, *, dU=None,
+                     d2U=None) -> np.ndarray:
     r"""JKO scheme for the 1-D Fokker-Planck equation with particles as quantiles.
 
     The equation :math:`\partial_t\rho = \partial_x(\rho V') + \beta^{-1}\partial_x^2\rho` is the
@@ -518,6 +612,19 @@ def fokker_planck_1d(dV, beta: float, q0, tau: float, steps: int, d2V=None, tol:
     max_newton : int >= 1
     progress : bool or None
         Progress bar (:mod:`mflib.progress`).
+    dU : callable, optional
+        An interaction energy :math:`\frac12\iint U\,d\rho\,d\rho` (``U`` symmetric) added to
+        :math:`F`: ``dU(x, y)`` is :math:`\partial_xU(x, y)`, called with ``x`` of shape (M, 1) and
+        ``y`` of shape (1, M). The equation becomes
+        :math:`\partial_t\rho = \partial_x\big(\rho\,\partial_x\Psi\big) + \beta^{-1}\partial_x^2\rho`
+        with :math:`\Psi = V + \int U(\cdot, y)\rho(dy)`, and :math:`G_i` gains
+        :math:`\frac1M\sum_j\partial_xU(q_i, q_j)` (the empirical measure of the particles,
+        :math:`j = i` included). The Jacobian gains
+        :math:`\frac1M\big(\delta_{ik}\sum_j\partial_{xx}U(q_i,q_j) + \partial_{xy}U(q_i,q_k)\big)`
+        and is then solved densely (:math:`O(M^3)` per Newton iteration).
+    d2U : callable, optional
+        ``d2U(x, y)`` returns the pair :math:`(\partial_{xx}U, \partial_{xy}U)`; by central
+        differences of ``dU`` if omitted (the Jacobian only).
 
     Returns
     -------
@@ -542,31 +649,15 @@ def fokker_planck_1d(dV, beta: float, q0, tau: float, steps: int, d2V=None, tol:
     >>> q.shape
     (21, 200)
     """
-    _check_callable(dV, "dV")
     beta = check_real(beta, "beta", low=0.0, low_open=True)
-    q0 = as_array(q0, "q0", ndim=1)
-    if q0.size < 2:
-        raise ValueError(f"q0 must hold at least 2 particles (the entropy needs gaps), got {q0.size}")
-    if not np.all(np.diff(q0) > 0):
-        raise ValueError("q0 must be sorted in strictly increasing order (quantile particles)")
+    q0 = _quantile_start(q0)
     tau = check_real(tau, "tau", low=0.0, low_open=True)
     steps = check_int(steps, "steps", minimum=0)
     tol = check_real(tol, "tol", low=0.0, low_open=True)
     max_newton = check_int(max_newton, "max_newton", minimum=1)
     M = q0.size
-
-    def dV_checked(q):
-        g = np.asarray(dV(q), dtype=float)
-        if g.shape != (M,):
-            raise ValueError(f"dV must map an array (M,) to an array (M,), got shape {g.shape}")
-        return g
-
-    if d2V is None:
-        def d2V_(q):
-            h = 1e-5 * (1.0 + np.abs(q))
-            return (np.asarray(dV(q + h), dtype=float) - np.asarray(dV(q - h), dtype=float)) / (2 * h)
-    else:
-        d2V_ = _check_callable(d2V, "d2V")
+    dV_checked, d2V_ = _potential(dV, d2V, M)
+    dU_, d2U_ = _interaction(dU, d2U, M)
 
     q = q0
     with _runs.Recorder(np.arange(steps + 1), tau, progress=progress, desc="JKO",
@@ -574,10 +665,195 @@ def fokker_planck_1d(dV, beta: float, q0, tau: float, steps: int, d2V=None, tol:
                         advice=f"try a smaller tau (now {tau:g}), e.g. {tau / 10:.3g}") as rec:
         for k0, k1 in rec.spans():
             for _ in range(k0, k1):
-                q = _fp_step(q, dV_checked, d2V_, beta, tau, tol, max_newton)
+                q = _fp_step(q, dV_checked, d2V_, beta, tau, tol, max_newton, dU_, d2U_)
             rec.check(q)
             rec.record(q=q)
     return rec.array("q")
+
+
+def quantile_flow_1d(dV, beta: float, q0, t, d2V=None, *, dU=None, d2U=None,
+                     rtol: float = 1e-10) -> np.ndarray:
+    r"""The quantile particles' ODE, :math:`\dot q = -G^0(q)`: the limit :math:`\tau\to0` of
+    :func:`fokker_planck_1d` at fixed :math:`M`, by a stiff high-order integrator.
+
+    :func:`fokker_planck_1d` is backward Euler, :math:`(q^{k+1}-q^k)/\tau = -G^0(q^{k+1})`, for the
+    semi-discrete system
+
+    .. math::
+
+        \dot q_i = -V'(q_i) - \frac1M\sum_j\partial_xU(q_i,q_j)
+        - \frac1\beta\Big(\frac1{\Delta_i}-\frac1{\Delta_{i-1}}\Big),\qquad i = 0..M-1 .
+
+    Integrating this system accurately gives the reference against which the JKO scheme's time
+    error is measured with the *same* particles, so that the error of representing
+    :math:`\rho` by :math:`M` quantiles cancels. Integrator: :func:`scipy.integrate.solve_ivp`
+    with ``method="Radau"`` (implicit Runge-Kutta of order 5, L-stable), the exact Jacobian
+    :math:`-\partial G^0/\partial q`, relative tolerance ``rtol`` and absolute tolerance
+    ``rtol * (1 + max|q0|)``.
+
+    Parameters
+    ----------
+    dV, beta, q0, d2V, dU, d2U
+        As in :func:`fokker_planck_1d`.
+    t : array (K,)
+        Non-decreasing times >= 0 at which to return the particles.
+    rtol : float in (0, 1e-3]
+        Relative tolerance of the integrator.
+
+    Returns
+    -------
+    array (K, M)
+        Row ``k`` holds the particles at time ``t[k]``.
+
+    Raises
+    ------
+    ConvergenceError
+        If the integrator fails.
+    """
+    from scipy.integrate import solve_ivp
+    from scipy.sparse import diags
+
+    beta = check_real(beta, "beta", low=0.0, low_open=True)
+    q0 = _quantile_start(q0)
+    t = as_array(t, "t", ndim=1)
+    if t.size == 0 or np.any(t < 0) or np.any(np.diff(t) < 0):
+        raise ValueError("t must be a non-empty, non-decreasing array of times >= 0")
+    rtol = check_real(rtol, "rtol", low=0.0, high=1e-3, low_open=True)
+    M = q0.size
+    dV_checked, d2V_ = _potential(dV, d2V, M)
+    dU_, d2U_ = _interaction(dU, d2U, M)
+
+    def rhs(_, q):
+        return -_fp_forces(q, dV_checked, beta, dU_)[0]
+
+    def jac(_, q):
+        J = _fp_jacobian(q, 1.0 / np.diff(q), d2V_, beta, d2U_, 0.0)
+        if d2U_ is None:                                 # banded (3, M) -> sparse tridiagonal
+            return -diags([J[2, :-1], J[1], J[0, 1:]], [-1, 0, 1], format="csc")
+        return -J
+
+    if t[-1] == 0.0:
+        return np.repeat(q0[None, :], t.size, axis=0)
+    times, where = np.unique(t, return_inverse=True)     # solve_ivp wants increasing times
+    sol = solve_ivp(rhs, (0.0, float(t[-1])), q0, method="Radau", t_eval=times, jac=jac,
+                    rtol=rtol, atol=rtol * (1.0 + float(np.max(np.abs(q0)))))
+    if not sol.success:
+        raise ConvergenceError(f"the quantile ODE integrator failed: {sol.message}")
+    out = sol.y.T[where]
+    out[t == 0.0] = q0
+    if not (np.all(np.isfinite(out)) and np.all(np.diff(out, axis=1) > 0)):
+        raise ConvergenceError("the quantile ODE integrator lost the particle order")
+    return out
+
+
+@dataclass(frozen=True)
+class Interacting1D:
+    r"""A 1-D free energy :math:`\int V\,d\rho + \frac12\iint U\,d\rho\,d\rho` as callables.
+
+    ``V, dV, d2V`` act elementwise on arrays; ``U(x, y)``, ``dU(x, y)`` (:math:`\partial_xU`) and
+    ``d2U(x, y)`` (the pair :math:`(\partial_{xx}U, \partial_{xy}U)`) broadcast ``x`` against
+    ``y``. Pass ``dV, d2V, dU, d2U`` to :func:`fokker_planck_1d` and :func:`quantile_flow_1d`,
+    ``V`` and ``U`` to :func:`free_energy_1d`, ``f`` (the network, :math:`x, q \mapsto
+    \frac1M\sum_i\sigma_*(x; q_i)`) and ``target`` to plot what a measure represents.
+    """
+
+    V: Callable
+    dV: Callable
+    d2V: Callable
+    U: Callable
+    dU: Callable
+    d2U: Callable
+    f: Callable
+    target: Callable
+    name: str = "interacting"
+
+
+def bump_network_1d(centers, weights, s: float = 1.5, lam: float = 0.0) -> Interacting1D:
+    r"""The mean-field risk of a 1-D network of Gaussian bumps, as a potential and an interaction.
+
+    Neurons :math:`\sigma_*(x;\theta) = \varphi(x-\theta)`, :math:`\varphi(z) = e^{-z^2/2}`, one
+    parameter :math:`\theta\in\mathbb R` each; the network :math:`f(x;\rho) = \int\varphi(x-\theta)
+    \rho(d\theta)`; data :math:`x\sim\mathcal N(0, s^2)` and :math:`y = f_*(x) = \sum_k c_k
+    \varphi(x - \mu_k)` (a teacher network). With :math:`\kappa = 1 + 2s^2`, the closed form
+
+    .. math::
+
+        g(a, b) = \mathbb E_x[\varphi(x-a)\varphi(x-b)] = \kappa^{-1/2}
+        \exp\Big(-\frac{(a-b)^2}4 - \frac{(a+b)^2}{4\kappa}\Big)
+
+    gives the book's potentials :math:`U(\theta,\theta') = g(\theta,\theta')` and
+    :math:`V(\theta) = -\mathbb E[y\,\sigma_*(x;\theta)] = -\sum_kc_k\,g(\mu_k,\theta)`, to which the
+    ridge adds :math:`\lambda\theta^2/2`. Then :math:`R(\rho)/2 + \frac\lambda2\int\theta^2d\rho =
+    \frac12\mathbb Ey^2 + \int V_\lambda\,d\rho + \frac12\iint U\,d\rho\,d\rho`, and with
+    ``V = V_lambda`` the Wasserstein gradient flow of :math:`F_\beta` (DESIGN.md) is the noisy
+    mean-field PDE :math:`\partial_t\rho = \partial_\theta(\rho\,\partial_\theta\Psi_\lambda) +
+    \beta^{-1}\partial_\theta^2\rho`. :math:`U` is smooth with bounded second derivatives, so the
+    free energy is :math:`\lambda_*`-convex along geodesics for some :math:`\lambda_*\in\mathbb R`.
+
+    Parameters
+    ----------
+    centers, weights : array (K,)
+        The teacher's neurons :math:`\mu_k` and output weights :math:`c_k`.
+    s : float > 0
+        Standard deviation of the data.
+    lam : float >= 0
+        Ridge :math:`\lambda`.
+
+    Returns
+    -------
+    Interacting1D
+    """
+    mu = as_array(centers, "centers", ndim=1)
+    if mu.size == 0:
+        raise ValueError("centers must hold at least one teacher neuron")
+    c = as_array(weights, "weights", shape=mu.shape)
+    s = check_real(s, "s", low=0.0, low_open=True)
+    lam = check_real(lam, "lam", low=0.0)
+    kap = 1.0 + 2.0 * s * s
+    pre = 1.0 / np.sqrt(kap)
+
+    def g(a, b):
+        return pre * np.exp(-0.25 * (a - b) ** 2 - 0.25 * (a + b) ** 2 / kap)
+
+    def p(a, b):                                   # d/da log g
+        return -0.5 * (a - b) - 0.5 * (a + b) / kap
+
+    def U(x, y):
+        return g(x, y)
+
+    def dU(x, y):
+        return g(x, y) * p(x, y)
+
+    def d2U(x, y):
+        gxy, px, py = g(x, y), p(x, y), p(y, x)
+        return gxy * (px * px - 0.5 - 0.5 / kap), gxy * (px * py + 0.5 - 0.5 / kap)
+
+    def _teacher(fun, x):
+        x = np.asarray(x, dtype=float)
+        return sum(ck * fun(x, mk) for mk, ck in zip(mu, c, strict=True))
+
+    def V(x):
+        x = np.asarray(x, dtype=float)
+        return -_teacher(g, x) + 0.5 * lam * x * x
+
+    def dV(x):
+        x = np.asarray(x, dtype=float)
+        return -_teacher(dU, x) + lam * x
+
+    def d2V(x):
+        x = np.asarray(x, dtype=float)
+        return -_teacher(lambda a, b: d2U(a, b)[0], x) + lam
+
+    def f(x, q):
+        x, q = np.asarray(x, dtype=float), np.asarray(q, dtype=float)
+        return np.exp(-0.5 * (x[..., None] - q) ** 2).mean(axis=-1)
+
+    def target(x):
+        x = np.asarray(x, dtype=float)
+        return sum(ck * np.exp(-0.5 * (x - mk) ** 2) for mk, ck in zip(mu, c, strict=True))
+
+    return Interacting1D(V=V, dV=dV, d2V=d2V, U=U, dU=dU, d2U=d2U, f=f, target=target,
+                         name=f"bump network (teacher at {np.round(mu, 3).tolist()}, s={s:g}, lam={lam:g})")
 
 
 # ==============================================================================================

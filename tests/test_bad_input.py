@@ -85,7 +85,7 @@ EXEMPT = {
     # jko.Objective: a record of three callables, built by quadratic / double_well_2d.
     "jko.Objective",
     # result records built by mflib (their methods are covered below).
-    "fitting.LogLogFit", "statics.Dictionary", "statics.StaticsResult",
+    "fitting.LogLogFit", "fitting.LinearFit", "statics.Dictionary", "statics.StaticsResult",
     # unchecked kernels for chaos's inner loops, documented as such; loss_value / loss_derivative
     # are their checked entry points (covered below).
     "losses.per_sample", "losses.derivative",
@@ -374,6 +374,18 @@ reg("fitting.LogLogFit.band", lambda: (mod("fitting").loglog_fit(np.array([1.0, 
                                                                  np.array([1.0, 0.5, 0.26, 0.12])).band,
                                        {"x": np.array([1.0, 3.0])}), pos=("x",), ok={"x": {"ndim",
                                                                                               "empty"}})
+
+reg("fitting.linear_fit", lambda: (mod("fitting").linear_fit, {"x": np.array([1.0, 2, 4, 8]),
+                                                             "y": np.array([1.0, 1.5, 2.6, 4.4]),
+                                                             "y_se": np.array([0.1, 0.1, 0.2, 0.2])}),
+    pos=("y_se",), dims=("x", "y", "y_se"), hom={"y": 1, "y_se": 1})
+reg("fitting.mean_ci", lambda: (mod("fitting").mean_ci, {"replicates": np.array([1.0, 1.2, 0.9])}),
+    ok={"replicates": {"ndim"}})
+
+# ---- compare
+reg("compare.self_term", lambda: (mod("compare").self_term, {"reduced": red(),
+                                                            "R": np.array([[0.5, 0.4], [0.8, 0.2]])}),
+    nonneg=("R",), dims=("R",), huge=("R",))
 
 # ---- approximation
 _G = "approximation"
@@ -683,6 +695,13 @@ reg("jko.fokker_planck_1d", lambda: (mod(_J).fokker_planck_1d, {"dV": lambda x: 
 reg("jko.free_energy_1d", lambda: (mod(_J).free_energy_1d, {"V": lambda x: x**2 / 2, "beta": 1.0,
                                                            "q": np.linspace(-1, 1, 6)}), pos=("beta",), ok={"q": {"ndim"}},
     huge=("q",))
+reg("jko.quantile_flow_1d", lambda: (mod(_J).quantile_flow_1d, {"dV": lambda x: x, "beta": 1.0,
+                                                               "q0": np.linspace(-1, 1, 6),
+                                                               "t": np.array([0.0, 0.1])}),
+    pos=("beta", "rtol"), nonneg=("t",), huge=("q0",))
+reg("jko.bump_network_1d", lambda: (mod(_J).bump_network_1d, {"centers": np.array([-1.0, 1.0]),
+                                                             "weights": np.array([0.5, 0.5])}),
+    pos=("s",), nonneg=("lam",), huge=("centers", "weights"))
 reg("jko.gaussian_quantiles", lambda: (mod(_J).gaussian_quantiles, {"m": 0.0, "var": 1.0, "M": 5}),
     pos=("var", "M"), huge=("m",))
 reg("jko.ornstein_uhlenbeck", lambda: (mod(_J).ornstein_uhlenbeck, {"m0": 0.5, "var0": 1.0,
@@ -743,7 +762,7 @@ reg("pde.FokkerPlanck1D.run", lambda: (fp1().run, {"m0": _m20.copy(), "T": 0.05,
 reg("pde.FokkerPlanck1D.gibbs", lambda: (fp1().gibbs, {"max_iter": 50}), pos=("damping", "tol", "max_iter"))
 reg("pde.risk_mehler", lambda: (mod(_P).risk_mehler, {"problem": prob(), "W": W()}), pos=("n_max",),
     dims=("W",), huge=("W",))
-reg("pde.sgd_gap", lambda: (mod(_P).sgd_gap, {"problem": prob(), "t_pde": np.array([0.0, 0.1]),
+reg("compare.sgd_gap", lambda: (mod("compare").sgd_gap, {"problem": prob(), "t_pde": np.array([0.0, 0.1]),
                                             "risk_pde": np.array([1.0, 0.9]), "N": 4, "eps": 0.05, "T": 0.1,
                                             "kappa": 0.5, "rng": R(), "n_records": 2}),
     pos=("N", "eps", "T", "kappa", "n_records"), dims=("t_pde", "risk_pde"))
@@ -845,6 +864,14 @@ reg("chaos.coupled", lambda: (mod(_C).coupled, {"W0": 0.3 * R(5).standard_normal
     dims=("W0", "X", "y"), pos=("runs", "dt", "base_step", "M"), nonneg=("T", "alpha", "width_exponent"),
     huge=("W0", "dt", "base_step"), alias={"W0": ("W",)}, args=("W0", "Ns", "runs", "X", "y", "T", "dt",
                                                                  "base_step"))
+# network's vector-output functions (chapter 7's network; chaos.outputs is network.vector_forward)
+reg("network.vector_forward", lambda: (mod(_N).vector_forward, {"X": _X1, "W": _W1}), dims=("W",),
+    huge=("X", "W"), ok={"X": {"empty"}, "W": {"ndim"}})
+reg("network.vector_preactivations", lambda: (mod(_N).vector_preactivations,
+                                              {"X": _X1, "W": _W1[None], "C": 1}),
+    pos=("C",), dims=("W",), ok={"X": {"empty", "ndim"}})
+reg("network.as_runs", lambda: (mod(_N).as_runs, {"W": _W1}), ok={"W": {"ndim"}})
+reg("network.n_outputs", lambda: (mod(_N).n_outputs, {"p": 4, "d": 2}), pos=("p", "d"))
 
 # ---- ntk
 _K = "ntk"
@@ -887,6 +914,9 @@ reg("ntk.lambda_min_fluctuations", lambda: (mod(_K).lambda_min_fluctuations, {"X
 reg("ntk.sweep_widths", lambda: (mod(_K).sweep_widths, {"X": _Xn, "y": _yn, "Ns": [4], "steps": 3, "n_log": 2}),
     dims=("y",), pos=("Ns", "ds", "seeds", "n_log"), nonneg=("steps",), huge=("X",),
     skip={"n_log": {"none"}})   # n_log=None: record every step
+reg("ntk.linear_convergence", lambda: (mod(_K).linear_convergence, {"X": _Xn, "y": _yn, "Ns": [4], "seeds": 2,
+                                                                  "steps": 8, "n_records": 5}),
+    dims=("y",), pos=("Ns", "ds", "seeds", "steps", "window", "n_records"), huge=("X",))
 reg("ntk.generalisation_curve", lambda: (mod(_K).generalisation_curve, {
     "link": np.tanh, "d": 3, "ns": [4], "N": 4, "steps": 2, "n_test": 5}),
     pos=("d", "ns", "N", "ds", "seeds", "n_test"), nonneg=("steps",))

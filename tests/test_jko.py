@@ -237,6 +237,136 @@ def test_fokker_planck_errors():
 
 
 # ---------------------------------------------------------------------------------------------
+# 2b. Interaction: the quantile scheme for a free energy with a pairwise term, and its tau -> 0 limit
+# ---------------------------------------------------------------------------------------------
+def _quadratic_interaction(kappa):
+    """U(x, y) = kappa (x - y)^2 / 2: dU = kappa (x - y), (d11 U, d12 U) = (kappa, -kappa)."""
+    return (lambda x, y: 0.5 * kappa * (x - y) ** 2, lambda x, y: kappa * (x - y),
+            lambda x, y: (kappa + 0 * (x - y), -kappa + 0 * (x - y)))
+
+
+def test_interaction_mean_is_backward_euler_and_variance_follows_the_moment_ode():
+    """V = a x^2/2, U = kappa (x - y)^2/2: the interaction forces sum to zero, so the mean obeys
+    m_{k+1} = m_k / (1 + a tau) exactly; the variance solves v' = -2 (a + kappa) v + 2/beta, so
+    the tau -> 0 limit (quantile_flow_1d) is the Gaussian N(m0 e^{-a t}, v(t)) up to the error
+    of M quantiles, which is the same as without interaction (OU with a + kappa in the spread)."""
+    a, kappa, beta, M = 1.0, 2.0, 1.0, 400
+    U, dU, d2U = _quadratic_interaction(kappa)
+    q0 = J.gaussian_quantiles(1.5, 0.2, M)
+    tau = 0.1
+    q = J.fokker_planck_1d(lambda x: a * x, beta, q0, tau, 10, dU=dU, d2U=d2U)
+    np.testing.assert_allclose(q.mean(axis=1), q0.mean() / (1 + a * tau) ** np.arange(11),
+                               rtol=1e-11, atol=1e-12)
+    t = 1.0
+    ref = J.quantile_flow_1d(lambda x: a * x, beta, q0, [t], dU=dU, d2U=d2U)[-1]
+    m = 1.5 * np.exp(-a * t)
+    vinf = 1 / ((a + kappa) * beta)
+    v = vinf + (0.2 - vinf) * np.exp(-2 * (a + kappa) * t)
+    err = mf.transport.w2_1d(ref, J.gaussian_quantiles(m, v, M))
+    # the same M-quantile error without interaction (OU with rate a + kappa from the same start,
+    # whose spread evolves identically up to the centring): the interaction adds nothing
+    ou = J.quantile_flow_1d(lambda x: (a + kappa) * x, beta, q0 - 1.5, [t])[-1]
+    floor = mf.transport.w2_1d(ou, J.gaussian_quantiles(0.0, v, M))
+    assert err == pytest.approx(floor, rel=1e-6, abs=1e-9)
+    assert floor < 2e-3
+
+
+def test_interaction_fd_jacobian_and_energy_inequality():
+    net = J.bump_network_1d([-2.0, 2.0], [0.5, 0.5], s=1.0, lam=0.02)
+    q0 = J.gaussian_quantiles(0.2, 0.05, 60)
+    tau, beta = 0.2, 50.0
+    q = J.fokker_planck_1d(net.dV, beta, q0, tau, 20, d2V=net.d2V, dU=net.dU, d2U=net.d2U)
+    q_fd = J.fokker_planck_1d(net.dV, beta, q0, tau, 20, dU=net.dU)     # Jacobians by differences
+    np.testing.assert_allclose(q_fd, q, rtol=1e-9, atol=1e-9)
+    F = J.free_energy_1d(net.V, beta, q, U=net.U)
+    move = np.mean(np.diff(q, axis=0) ** 2, axis=1) / (2 * tau)
+    assert np.all(F[1:] + move <= F[:-1] + 1e-12)
+    # Euler-Lagrange residual of the last step, from the formula
+    k = q[-1]
+    inv = 1 / np.diff(k)
+    G = ((k - q[-2]) / tau + net.dV(k) + net.dU(k[:, None], k[None, :]).mean(axis=1)
+         + (np.append(inv, 0) - np.insert(inv, 0, 0)) / beta)
+    assert np.max(np.abs(G)) * tau < 1e-9
+
+
+def test_bump_network_closed_forms():
+    """U and V against Monte Carlo (tolerance 5 standard errors); derivatives against differences."""
+    net = J.bump_network_1d([-1.0, 0.5], [0.7, 0.3], s=1.3, lam=0.1)
+    x = 1.3 * np.random.default_rng(0).standard_normal(400_000)
+    phi = lambda z: np.exp(-z**2 / 2)        # noqa: E731
+    y = 0.7 * phi(x + 1.0) + 0.3 * phi(x - 0.5)
+    for a, b in [(0.3, -0.7), (1.5, 1.2), (-2.0, 0.0)]:
+        s = phi(x - a) * phi(x - b)
+        assert abs(s.mean() - net.U(a, b)) < 5 * s.std() / np.sqrt(x.size)
+        v = -y * phi(x - a)
+        assert abs(v.mean() + 0.05 * a**2 - net.V(a)) < 5 * v.std() / np.sqrt(x.size)
+    xs, ys, h = np.linspace(-3, 3, 7), np.linspace(-2, 2.5, 7), 1e-5
+    np.testing.assert_allclose(net.dU(xs, ys), (net.U(xs + h, ys) - net.U(xs - h, ys)) / (2 * h),
+                               atol=1e-9)
+    np.testing.assert_allclose(net.d2U(xs, ys)[0], (net.dU(xs + h, ys) - net.dU(xs - h, ys)) / (2 * h),
+                               atol=1e-9)
+    np.testing.assert_allclose(net.d2U(xs, ys)[1], (net.dU(xs, ys + h) - net.dU(xs, ys - h)) / (2 * h),
+                               atol=1e-9)
+    np.testing.assert_allclose(net.dV(xs), (net.V(xs + h) - net.V(xs - h)) / (2 * h), atol=1e-9)
+    np.testing.assert_allclose(net.d2V(xs), (net.dV(xs + h) - net.dV(xs - h)) / (2 * h), atol=1e-9)
+    np.testing.assert_allclose(net.target(xs), 0.7 * phi(xs + 1) + 0.3 * phi(xs - 0.5))
+    np.testing.assert_allclose(net.f(xs, np.array([0.0, 1.0])), 0.5 * (phi(xs) + phi(xs - 1)))
+
+
+def test_jko_with_interaction_converges_to_the_quantile_flow_at_first_order():
+    """E(tau) = q^tau(T) - q(T) = A tau + B tau^2 + ...: halving tau halves the error (up to the
+    tau^2 term), the Richardson combination 4 E(tau/2) - E(tau) is A tau to O(tau^3) (slope 1),
+    and E(tau) - 2 E(tau/2) = B tau^2 / 2 (ratio 4 per halving)."""
+    net = J.bump_network_1d([-2.0, 2.0], [0.5, 0.5], s=1.0, lam=0.02)
+    beta, T, M = 400.0, 4.0, 60
+    q0 = J.gaussian_quantiles(0.2, 0.05, M)
+    kw = dict(d2V=net.d2V, dU=net.dU, d2U=net.d2U)
+    ref = J.quantile_flow_1d(net.dV, beta, q0, [T], **kw)[-1]
+    taus = [0.4, 0.2, 0.1, 0.05]
+    E = np.array([J.fokker_planck_1d(net.dV, beta, q0, t, int(round(T / t)), **kw)[-1] - ref
+                  for t in taus])
+    err = np.sqrt(np.mean(E**2, axis=1))
+    assert np.all((err[:-1] / err[1:] > 1.8) & (err[:-1] / err[1:] < 2.2)), err
+    lead = np.sqrt(np.mean((4 * E[1:] - E[:-1]) ** 2, axis=1))
+    assert np.all(np.abs(lead[:-1] / lead[1:] - 2) < 0.05), lead
+    rem = np.sqrt(np.mean((E[:-1] - 2 * E[1:]) ** 2, axis=1))
+    assert np.all((rem[:-1] / rem[1:] > 3.3) & (rem[:-1] / rem[1:] < 4.7)), rem
+
+
+def test_quantile_flow_is_the_small_tau_limit_for_ou():
+    """Without interaction: the JKO error against quantile_flow_1d is first order and the
+    quantile flow at t = 0 returns q0."""
+    q0 = J.gaussian_quantiles(2.0, 0.25, 100)
+    ref = J.quantile_flow_1d(lambda x: x, 1.0, q0, [0.0, 1.0])
+    np.testing.assert_array_equal(ref[0], q0)
+    e = [mf.transport.w2_1d(J.fokker_planck_1d(lambda x: x, 1.0, q0, t, int(round(1 / t)))[-1],
+                            ref[-1]) for t in (0.02, 0.01)]
+    assert 1.9 < e[0] / e[1] < 2.1
+    assert np.all(J.quantile_flow_1d(lambda x: x, 1.0, q0, [0.0, 0.0, 0.5]).shape == (3, 100))
+
+
+def test_interaction_bad_input():
+    q0 = J.gaussian_quantiles(0.0, 1.0, 10)
+    _, dU, d2U = _quadratic_interaction(1.0)
+    with pytest.raises(ValueError, match="d2U"):
+        J.fokker_planck_1d(lambda x: x, 1.0, q0, 0.1, 2, d2U=d2U)
+    with pytest.raises(TypeError, match="dU"):
+        J.fokker_planck_1d(lambda x: x, 1.0, q0, 0.1, 2, dU="x")
+    with pytest.raises(ValueError, match="dU"):
+        J.fokker_planck_1d(lambda x: x, 1.0, q0, 0.1, 2, dU=lambda x, y: x)
+    with pytest.raises(ValueError, match="d2U"):
+        J.fokker_planck_1d(lambda x: x, 1.0, q0, 0.1, 2, dU=dU, d2U=lambda x, y: x)
+    with pytest.raises(ValueError, match="t"):
+        J.quantile_flow_1d(lambda x: x, 1.0, q0, [1.0, 0.5])
+    with pytest.raises(ValueError, match="rtol"):
+        J.quantile_flow_1d(lambda x: x, 1.0, q0, [1.0], rtol=0.1)
+    with pytest.raises(ValueError, match="weights"):
+        J.bump_network_1d([0.0, 1.0], [1.0])
+    with pytest.raises(ValueError, match="s"):
+        J.bump_network_1d([0.0], [1.0], s=0.0)
+
+
+# ---------------------------------------------------------------------------------------------
 # 3. Particles of a network: explicit and implicit (JKO) steps
 # ---------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
