@@ -15,6 +15,7 @@ sgd           one-pass SGD as N interacting particles (chapters 2, 4)
 statics       the convex problem over measures on a dictionary (chapter 3)
 pde           the distributional-dynamics PDE in reduced coordinates (chapter 4)
 reduced       theta = (a, b, w) in reduced coordinates (chapter 4)
+compare       SGD against the PDE: the sup-gap over a window, the 1/N self-term (chapter 4)
 transport     Wasserstein distances (chapters 3, 5, 7)
 jko           backward Euler, proximal steps and the JKO scheme (chapter 5)
 kernels       arc-cosine kernels in closed form (chapter 6)
@@ -45,6 +46,7 @@ _SUBMODULES = {
     "activations",
     "approximation",
     "chaos",
+    "compare",
     "datasets",
     "experiments",
     "fitting",

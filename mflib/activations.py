@@ -14,7 +14,9 @@ Built in (look them up with :func:`get`):
 * ``tanh``;
 * ``identity``: :math:`\sigma(t) = t`, the linear-Gaussian case of chapter 7 whose noise
   covariance has a closed form;
-* ``bump``: bounded, non-monotone, even and piecewise linear, chapter 4's two initialisations.
+* ``bump``: bounded, non-monotone, even and piecewise linear;
+* ``mmn``: bounded, non-monotone, piecewise linear, the activation of Mei, Montanari and Nguyen
+  (2018) for chapter 4's law of :math:`r` and two initialisations.
 
 A user-supplied activation is any ``Activation(name, sigma, dsigma, kinks=())`` whose two callables
 act elementwise on NumPy arrays.
@@ -153,8 +155,27 @@ beyond :math:`|t| = 1.5`. On the isotropic problem with :math:`\Delta = 0.5` its
 poor local minimum at small radius and a good one near :math:`r = 1.4`, separated by a barrier near
 :math:`r = 0.28`."""
 
+_MMN_T = np.array([0.0, 0.5, 1.5])
+_MMN_V = np.array([-2.5, -4.0, 7.5])
+
+
+def _mmn(t):
+    return np.interp(t, _MMN_T, _MMN_V)
+
+
+def _dmmn(t):
+    return np.select([t < 0.0, t < 0.5, t < 1.5], [0.0, -3.0, 11.5], 0.0)
+
+
+mmn = Activation("mmn", _mmn, _dmmn, kinks=(0.0, 0.5, 1.5))
+r"""The bounded, non-monotone, piecewise-linear activation of Mei, Montanari and Nguyen (2018) for
+their two-initialisations example: :math:`\sigma(t) = -2.5` for :math:`t\le0`, :math:`7.5` for
+:math:`t\ge1.5`, linear from :math:`(0, -2.5)` to :math:`(0.5, -4)` and from :math:`(0.5, -4)` to
+:math:`(1.5, 7.5)` (chapter 4: the law of :math:`r` changes shape, and two starts reach two
+outcomes)."""
+
 BUILTIN: dict[str, Activation] = {a.name: a for a in (relu, truncated_relu, sigmoid, tanh,
-                                                      identity, bump)}
+                                                      identity, bump, mmn)}
 
 
 def get(activation: str | Activation) -> Activation:

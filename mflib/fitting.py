@@ -240,3 +240,116 @@ def _bootstrap(x, replicates, level, paired, n_boot, rng) -> LogLogFit:
     return LogLogFit(slope=float(s), slope_se=float(bs.std(ddof=1)), intercept=float(a),
                      ci=(float(lo), float(hi)), level=level, chi2_dof=None, method="bootstrap",
                      n=int(K), _boot=np.stack([ba, bs], axis=1))
+
+
+@dataclass(frozen=True)
+class LinearFit:
+    r"""Result of :func:`linear_fit`: the line :math:`y = \mathrm{intercept} + \mathrm{slope}\,x`.
+
+    Attributes
+    ----------
+    intercept, slope : float
+    intercept_ci, slope_ci : (float, float)
+        Confidence intervals at ``level``.
+    chi2_dof : float
+        :math:`\chi^2/(K - 2)` of the weighted fit (the errors taken as known).
+    level : float
+    n : int
+    """
+
+    intercept: float
+    slope: float
+    intercept_ci: tuple[float, float]
+    slope_ci: tuple[float, float]
+    chi2_dof: float
+    level: float
+    n: int
+
+
+def linear_fit(x, y, y_se, level: float = 0.95) -> LinearFit:
+    r"""Weighted least squares of :math:`y = a + s x` with standard errors ``y_se``, for an
+    extrapolation to :math:`x = 0` (a limit as a step size goes to 0, say).
+
+    The same estimator and intervals as :func:`loglog_fit`'s ``"weighted"`` method, on
+    :math:`(x, y)` instead of their logarithms: the errors are taken as known (normal quantile)
+    unless the points scatter more than they allow, :math:`\chi^2/\mathrm{dof} > 1`, in which
+    case the covariance is inflated by :math:`\chi^2/\mathrm{dof}` and the interval uses
+    Student's t on :math:`K - 2` degrees of freedom. At least 4 points.
+
+    Parameters
+    ----------
+    x, y : array (K,)
+        Finite abscissae (at least 2 distinct) and values.
+    y_se : array (K,)
+        Positive standard errors of ``y`` (from independent replicates).
+    level : float
+        Confidence level, in (0, 1).
+    """
+    from scipy import stats
+
+    level = check_real(level, "level", low=0.0, high=1.0, low_open=True, high_open=True)
+    x = as_array(x, "x", ndim=1)
+    if x.size < MIN_POINTS:
+        raise ValueError(f"x must have at least {MIN_POINTS} points, got {x.size}")
+    if np.unique(x).size < 2:
+        raise ValueError("x must have at least 2 distinct values")
+    y = as_array(y, "y", shape=(x.size,))
+    se = as_array(y_se, "y_se", shape=(x.size,))
+    if np.any(se <= 0):
+        raise ValueError("y_se must be positive")
+    coef, cov, chi2 = _least_squares(x, y, 1.0 / se)
+    chi2_dof = chi2 / (x.size - 2)
+    if chi2_dof > 1.0:
+        cov, q = cov * chi2_dof, float(stats.t.ppf(0.5 + level / 2, x.size - 2))
+    else:
+        q = float(stats.norm.ppf(0.5 + level / 2))
+    a, s = float(coef[0]), float(coef[1])
+    ha, hs = q * float(np.sqrt(cov[0, 0])), q * float(np.sqrt(cov[1, 1]))
+    return LinearFit(intercept=a, slope=s, intercept_ci=(a - ha, a + ha), slope_ci=(s - hs, s + hs),
+                     chi2_dof=float(chi2_dof), level=level, n=int(x.size))
+
+
+@dataclass(frozen=True)
+class MeanCI:
+    r"""Result of :func:`mean_ci`: the mean of independent replicates and its confidence interval
+    (arrays shaped like the input without its last axis, or floats)."""
+
+    mean: np.ndarray | float
+    lo: np.ndarray | float
+    hi: np.ndarray | float
+    se: np.ndarray | float
+    level: float
+    n: int
+
+
+def mean_ci(replicates, level: float = 0.95) -> MeanCI:
+    r"""Mean of independent replicates along the last axis, with Student's t interval
+    :math:`\bar y \pm t_{R-1}\,s/\sqrt R` (:math:`s` the sample standard deviation, ``R`` the
+    number of replicates): the yardstick for "agrees with" when a quantity (a ratio, a measured
+    rate) is random and its replicates are independent.
+
+    Parameters
+    ----------
+    replicates : array, shape (..., R)
+        Finite values, ``R >= 2`` replicates on the last axis.
+    level : float
+        Confidence level, in (0, 1).
+
+    Returns
+    -------
+    MeanCI
+        ``mean``, ``lo``, ``hi``, ``se`` with the shape of ``replicates[..., 0]`` (floats for a 1-D
+        input), ``level`` and ``n = R``.
+    """
+    from scipy import stats
+
+    level = check_real(level, "level", low=0.0, high=1.0, low_open=True, high_open=True)
+    v = as_array(replicates, "replicates")
+    if v.ndim == 0 or v.shape[-1] < 2:
+        raise ValueError(f"replicates must have at least 2 replicates on its last axis, got shape {v.shape}")
+    R = v.shape[-1]
+    m = v.mean(axis=-1)
+    se = v.std(axis=-1, ddof=1) / np.sqrt(R)
+    h = float(stats.t.ppf(0.5 + level / 2, R - 1)) * se
+    out = (m, m - h, m + h, se) if v.ndim > 1 else (float(m), float(m - h), float(m + h), float(se))
+    return MeanCI(*out, level=level, n=int(R))

@@ -37,9 +37,6 @@ Contents
 :func:`risk_mehler`
     fast exact risk for non-ReLU activations (such as :data:`mflib.activations.bump`, the bounded
     non-monotone activation of chapter 4).
-:func:`sgd_gap`
-    :math:`\sup_k|R_N(\theta^k) - R(\rho_{k\varepsilon})|` for one SGD run (its rates in :math:`N`
-    and :math:`\varepsilon` are fitted with :func:`mflib.fitting.loglog_fit`).
 :class:`FokkerPlanck1D`
     the noisy dynamics :math:`\partial_t\rho = \partial_w(\rho\,\partial_w\Psi_\lambda) +
     \beta^{-1}\partial_w^2\rho` for a problem in :math:`d = 1` (finite volumes, Scharfetter-Gummel
@@ -969,31 +966,3 @@ def risk_mehler(problem, W, n_max: int = 60) -> float:
         c = _quad.hermite_coefficients(s, kk, A, n_max)
         total += p * _quad.mehler_gram(s, kk, c, A, C).sum() / N**2
     return float(total)
-
-
-# ----------------------------------------------------------------------------------------------
-# Measuring SGD against the PDE.
-# ----------------------------------------------------------------------------------------------
-def sgd_gap(problem, t_pde, risk_pde, N: int, eps: float, T: float, kappa: float,
-            rng: np.random.Generator, n_records: int = 21) -> float:
-    r""":math:`\sup_k |R_N(\theta^k) - R(\rho_{k\varepsilon})|` over ``n_records`` uniform record
-    times in :math:`[0, T]`, for one run of one-pass SGD (:func:`mflib.sgd.run`) from
-    :math:`w_i\sim\mathcal N(0,\kappa^2 I_d/d)`; :math:`R(\rho_t)` is interpolated linearly from a
-    finely recorded PDE curve ``(t_pde, risk_pde)``."""
-    from . import sgd as _sgd
-    if not isinstance(problem, _problems.Problem):
-        raise TypeError(f"problem must be an mflib.problems.Problem, got {type(problem).__name__}")
-    t_pde = as_array(t_pde, "t_pde", ndim=1)
-    risk_pde = as_array(risk_pde, "risk_pde", shape=t_pde.shape)
-    if t_pde.size < 2 or np.any(np.diff(t_pde) <= 0):
-        raise ValueError(f"t_pde must hold at least 2 increasing times, got shape {t_pde.shape}")
-    N = check_int(N, "N", minimum=1)
-    eps = check_real(eps, "eps", low=0.0, low_open=True)
-    T = check_real(T, "T", low=0.0, low_open=True)
-    kappa = check_real(kappa, "kappa", low=0.0, low_open=True)
-    n_records = check_int(n_records, "n_records", minimum=2)
-    steps = int(round(T / eps))
-    every = max(1, steps // (n_records - 1))
-    W0 = problem.init_weights(N, kappa, rng)
-    tr = _sgd.run(problem, W0, eps=eps, steps=steps, rng=rng, record_every=every, progress=False)
-    return float(np.max(np.abs(tr.risk - np.interp(tr.t, t_pde, risk_pde))))

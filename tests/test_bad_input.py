@@ -231,7 +231,7 @@ def mod(name):
 
 
 # ---- activations
-for _a in ("bump", "identity", "relu", "sigmoid", "tanh", "truncated_relu"):
+for _a in ("bump", "identity", "mmn", "relu", "sigmoid", "tanh", "truncated_relu"):
     reg(f"activations.{_a}", lambda _a=_a: (getattr(mod("activations"), _a), {"t": np.linspace(-2, 2, 5)}),
         ok={"t": {"ndim", "empty"}}, huge=("t",), propagate=("t",))
 reg("activations.get", lambda: (mod("activations").get, {"activation": "relu"}))
@@ -870,8 +870,8 @@ reg("network.vector_forward", lambda: (mod(_N).vector_forward, {"X": _X1, "W": _
 reg("network.vector_preactivations", lambda: (mod(_N).vector_preactivations,
                                               {"X": _X1, "W": _W1[None], "C": 1}),
     pos=("C",), dims=("W",), ok={"X": {"empty", "ndim"}})
-reg("network.as_runs", lambda: (mod(_N).as_runs, {"W": _W1}), ok={"W": {"ndim"}})
-reg("network.n_outputs", lambda: (mod(_N).n_outputs, {"p": 4, "d": 2}), pos=("p", "d"))
+reg("network.as_runs", lambda: (mod(_N).as_runs, {"W": _W1}), ok={"W": {"ndim"}}, args=("W",))
+reg("network.n_outputs", lambda: (mod(_N).n_outputs, {"p": 4, "d": 2}), pos=("p", "d"), args=("p", "d"))
 
 # ---- ntk
 _K = "ntk"

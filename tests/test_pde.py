@@ -389,14 +389,3 @@ def test_exercise_ch4_1_limiting_mean_radius():
     red_inf = pde.ReducedAnisotropic(mf.problems.AnisotropicGaussians(40, 40, 0.8), limit=True)
     r_inf = -red_inf.VBar([1.0])[0] / red_inf.UBar([1.0])[0, 0]
     assert abs(r_inf - 0.8 * np.sqrt(2 * np.pi) / 1.64) < 1e-12
-
-
-def test_sgd_gap(rng):
-    p = mf.problems.AnisotropicGaussians(10, 4, 0.5)
-    red = pde.ReducedAnisotropic(p, n_cos=(12, 12))
-    R0, w0 = pde.gaussian_init(red, 0.8, 12)
-    ref = pde.GridSolver(red, h=0.1, r_max=(1.5, 1.2)).run(R0, w0, T=1.0, dt=0.05, n_records=101)
-    g = pde.sgd_gap(p, ref.t, ref.risk, 200, 1e-3, 1.0, 0.8, rng)
-    assert 0 < g < 0.1
-    with pytest.raises(ValueError, match="eps"):
-        pde.sgd_gap(p, ref.t, ref.risk, 200, 0.0, 1.0, 0.8, rng)
