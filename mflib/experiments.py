@@ -859,9 +859,8 @@ def _chaos_data(data: str):
         Xtr, ytr, Xte, yte = datasets.digits(rng=np.random.default_rng(2020))
     else:
         raise ValueError(f"data must be 'mnist' or 'digits', got {data!r}")
-    mean, std = Xtr.mean(), Xtr.std()
-    f32 = lambda A: ((A - mean) / std).astype(np.float32)              # noqa: E731
-    return f32(Xtr), np.asarray(ytr, np.int64), f32(Xte), np.asarray(yte, np.int64)
+    Xtr, Xte = datasets.standardize(Xtr, Xte, dtype=np.float32)
+    return Xtr, np.asarray(ytr, np.int64), Xte, np.asarray(yte, np.int64)
 
 
 def _outputs_chunked(X, W, C: int, budget: int = 1 << 23):
@@ -959,6 +958,106 @@ register(Sweep(
     cost=_chaos_cost,
     description="De Bortoli et al. 2020 on MNIST: SGD with step base_step * N^width_exponent, "
                 "cross-entropy, one ReLU unit per class; accuracies and weight quantiles at T"))
+
+
+#: Pixels (row, column) of chaos-mnist's coordinate summary: a 5 x 5 lattice over the digits' area.
+MNIST_LATTICE = tuple((r, c) for r in (6, 10, 14, 18, 22) for c in (6, 10, 14, 18, 22))
+
+
+def _chaos_mnist_task(rec: dict) -> dict:
+    r"""One SGD run of chapter 7's MNIST controls: initial weights from ``seed``, batches from
+    ``stream`` (``stream == seed`` is exactly chaos-paper's task), summarised by accuracies, the
+    per-image correctness on the 2,000 test digits (paired comparisons) and weight quantiles on a
+    lattice of 25 pixels for every class (250 coordinates) and on the :data:`CHAOS_SHOWN` ones."""
+    from . import chaos, losses
+
+    Xtr, ytr, Xte, yte = _chaos_data(rec["data"])
+    n, d = Xtr.shape
+    C = 10
+    p = C * d
+    N, b = rec["N"], rec["width_exponent"]
+    dtype = np.dtype(rec["dtype"]).type
+    rng_batch = np.random.default_rng(rec["stream"]).spawn(2)[1]
+    n_T = chaos.n_steps(rec["T"], N, rec["base_step"], rec["alpha"], b)
+    W0 = _chaos_init(rec, p, dtype)
+    r = chaos.sgd(W0, Xtr, ytr, base_step=rec["base_step"], alpha=rec["alpha"],
+                  width_exponent=b, M=rec["M"], steps=n_T, loss="cross_entropy", activation="relu",
+                  rng=rng_batch, average_from=n_T // 2, dtype=dtype, progress=False)
+    out = {"n_steps": np.int64(n_T), "dt": r.schedule.dt}
+    for tag, W in (("", r.W), ("_avg", r.W_avg)):
+        if not rec["eval_train"]:               # same outputs for every record: NaN = not measured
+            out[f"acc_train{tag}"] = out[f"loss_train{tag}"] = np.nan
+        for split, X, y in (("train", Xtr, ytr), ("test", Xte, yte)):
+            if split == "train" and not rec["eval_train"]:
+                continue
+            f = _outputs_chunked(X, W, C)
+            out[f"acc_{split}{tag}"] = losses.accuracy(f, y)
+            out[f"loss_{split}{tag}"] = float(losses.loss_value(f, y, "cross_entropy").mean())
+            if split == "test":
+                out[f"correct_test{tag}"] = (np.argmax(f, axis=1) == y).astype(np.int8)
+    diff = r.W.astype(np.float64) - W0
+    out["move_sq"] = float(np.einsum("kp,kp->", diff, diff)) / N
+    del diff
+    side = int(round(np.sqrt(d)))
+    if side * side == d and side >= 23:
+        lattice = [side * row + col for row, col in MNIST_LATTICE]
+        shown = [c * d + side * row + col for c, row, col in CHAOS_SHOWN]
+    else:                                       # small images (digits, tests): spread indices
+        lattice = list(np.linspace(0, d - 1, len(MNIST_LATTICE)).astype(int))
+        shown = [c * d + d // 2 for c, _, _ in CHAOS_SHOWN]
+    coords = [c * d + j for c in range(C) for j in lattice]
+    out["q_lattice"] = _quantiles_sorted(np.sort(r.W[:, coords], axis=0),
+                                         rec["quantiles"]).astype(np.float32)
+    out["q_shown"] = _quantiles_sorted(np.sort(r.W[:, shown], axis=0),
+                                       rec["fine_quantiles"]).astype(np.float32)
+    out["lattice_index"] = np.array(coords, dtype=np.int64)
+    out["shown_index"] = np.array(shown, dtype=np.int64)
+    out["level"] = (np.arange(rec["quantiles"]) + 0.5) / rec["quantiles"]
+    out["fine_level"] = (np.arange(rec["fine_quantiles"]) + 0.5) / rec["fine_quantiles"]
+    out["test_image"] = np.arange(Xte.shape[0], dtype=np.int64)
+    return out
+
+
+def _chaos_mnist_grid(scale: str) -> list[dict]:
+    """Groups: ``widths`` (figure 1: N x beta), ``streams`` (a second batch stream, same initial
+    weights), ``inits`` (other initial weights, same batches), ``gamma`` (figure 3: beta = 1,
+    base_step -> 0), ``lownoise`` (beta = 1 with large batches M: the Euler scheme's bias without
+    most of the noise, and the M^-1 factor) and ``table`` (table 1: paired seeds, train accuracy)."""
+    if scale == "small":
+        Ns, T, top = [100, 250, 700, 2000], 10.0, 2000
+        big_M, gammas = [400, 1600, 6400], [0.25, 0.0625]
+        table = dict(N=500, T=500.0, seeds=[0, 1, 2, 3, 4])
+    else:
+        Ns, T, top = [100, 1000, 10000, 50000], 100.0, 50000
+        big_M, gammas = [400, 1600, 6400], [0.25, 0.0625]
+        table = dict(N=5000, T=10000.0, seeds=list(range(10)))
+    base = dict(T=T, base_step=1.0, alpha=0.0, M=100, init_std=0.05, data="mnist", dtype="float32",
+                quantiles=32, fine_quantiles=256, eval_train=False, seed=0, stream=0)
+    recs = [dict(base, group="widths", N=N, width_exponent=b) for N in Ns for b in (0.5, 0.75, 1.0)]
+    recs += [dict(base, group="streams", N=top, width_exponent=b, stream=1) for b in (0.5, 0.75, 1.0)]
+    recs += [dict(base, group="inits", N=top, width_exponent=b, seed=1) for b in (0.5, 1.0)]
+    recs += [dict(base, group="gamma", N=top, width_exponent=1.0, base_step=g) for g in gammas]
+    recs += [dict(base, group="lownoise", N=top, width_exponent=1.0, base_step=g, M=1600)
+             for g in [1.0] + gammas]
+    recs += [dict(base, group="lownoise", N=top, width_exponent=1.0, M=m) for m in big_M if m != 1600]
+    recs += [dict(base, group="table", N=table["N"], T=table["T"], width_exponent=b, seed=s, stream=s,
+                  eval_train=True) for s in table["seeds"] for b in (0.75, 1.0)]
+    return recs
+
+
+def _chaos_mnist_cost(rec: dict) -> float:
+    return _chaos_cost(rec) * rec["M"] / 100.0
+
+
+register(Sweep(
+    name="chaos-mnist", task=_chaos_mnist_task, grid=_chaos_mnist_grid, version="1",
+    dims=(),
+    result_dims={"q_lattice": ("level", "coord"), "q_shown": ("fine_level", "shown"),
+                 "shown_index": ("shown",), "lattice_index": ("coord",),
+                 "correct_test": ("test_image",), "correct_test_avg": ("test_image",)},
+    cost=_chaos_mnist_cost,
+    description="chapter 7's controls on MNIST: widths x beta, a second batch stream, other "
+                "initial weights, base_step -> 0, large batches, and table 1 with paired seeds"))
 
 
 # ----------------------------------------------------------------------------------------------

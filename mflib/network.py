@@ -11,6 +11,13 @@ and :math:`\sigma_*(x;\theta_i) = a_i\,\sigma(\langle w_i, x\rangle + b_i)`,
 The default parametrisation is :math:`\theta = w` (``a`` = 1, ``b`` = 0, neither trained).
 Every function is vectorised over samples (rows of ``X``, shape ``(n, d)``) and neurons (rows of
 ``W``, shape ``(N, d)``); no Python loop runs over either.
+
+**Vector outputs** (chapter 7, De Bortoli et al. 2020). A neuron :math:`w\in\mathbb R^{Cd}` read as
+:math:`C` rows :math:`w^{(c)}\in\mathbb R^d` gives the feature map
+:math:`F(w, x) = (\sigma(\langle w^{(c)}, x\rangle))_{c\le C}` and the network
+:math:`f_N(x) = \frac1N\sum_k F(w^k, x)\in\mathbb R^C` (second layer fixed to :math:`1/N`):
+:func:`vector_forward`, with :func:`vector_preactivations`, :func:`n_outputs` and
+:func:`as_runs` (a stack of ``R`` networks, shape ``(R, N, Cd)``). :mod:`mflib.chaos` trains it.
 """
 
 from __future__ import annotations
@@ -21,6 +28,10 @@ import numpy as np
 
 from . import activations as _act
 from .validation import as_array, check_int
+
+__all__ = ["SCALINGS", "scale_factor", "preactivations", "neuron_outputs", "forward",
+           "NeuronGradients", "neuron_gradients", "RiskGradient", "risk_gradient",
+           "as_runs", "n_outputs", "vector_preactivations", "vector_forward"]
 
 SCALINGS = ("mean_field", "ntk")
 
@@ -152,3 +163,95 @@ def risk_gradient(X, y, W, a=None, b=None, activation="relu",
     coef = -2.0 * c / n
     C = D * r[:, None]
     return RiskGradient(a=coef * (r @ S), b=coef * C.sum(axis=0), W=coef * (C.T @ X), residual=r)
+
+
+# ----------------------------------------------------------------------------------------------
+# Vector outputs: one unit per class, second layer 1/N (chapter 7)
+# ----------------------------------------------------------------------------------------------
+def as_runs(W, name: str = "W", dtype=np.float64) -> tuple[np.ndarray, bool]:
+    """``W`` of shape (N, p) or (R, N, p) as an (R, N, p) array, and whether it had a run axis.
+
+    Checks the rank, finiteness and that there is at least one run and one neuron.
+    """
+    W = as_array(W, name, dtype=dtype)
+    if W.ndim not in (2, 3):
+        raise ValueError(f"{name} must have shape (N, p) or (R, N, p), got {W.shape}")
+    if W.ndim == 2:
+        if W.shape[0] == 0:
+            raise ValueError(f"{name} must hold at least one neuron, got shape {W.shape}")
+        return W[None], False
+    if W.shape[1] == 0 or W.shape[0] == 0:
+        raise ValueError(f"{name} must hold at least one run and one neuron, got shape {W.shape}")
+    return W, True
+
+
+def n_outputs(p: int, d: int, name: str = "W") -> int:
+    """The number of outputs :math:`C = p/d` of neurons with ``p`` coordinates on inputs of
+    dimension ``d``; ``ValueError`` naming ``name`` when ``p`` is not a multiple of ``d``."""
+    p = check_int(p, "p", minimum=1)
+    d = check_int(d, "d", minimum=1)
+    if p % d:
+        raise ValueError(f"{name} has p = {p} coordinates per neuron, which is not a multiple of the "
+                         f"input dimension d = {d} (p = C d with C outputs)")
+    return p // d
+
+
+def _float_dtype(A):
+    return A.dtype if isinstance(A, np.ndarray) and A.dtype.kind == "f" else np.float64
+
+
+def _vector_preact(X, W, C):
+    """Unchecked core of :func:`vector_preactivations`: X (R or 1, n, d), W (R, N, p)."""
+    R, N, p = W.shape
+    d = p // C
+    H = np.matmul(X, W.reshape(R, N * C, d).transpose(0, 2, 1))     # (R, n, N C)
+    return H.reshape(R, X.shape[1], N, C)
+
+
+def vector_preactivations(X, W, C: int) -> np.ndarray:
+    r""":math:`H_{rmkc} = \langle w^{k,(c)}_r, x_m\rangle`, shape ``(R, n, N, C)``.
+
+    Parameters
+    ----------
+    X : array, shape (n, d), or (R, n, d) / (1, n, d): one set of inputs per run or shared
+    W : array, shape (R, N, p) with p = C d
+    C : int >= 1
+        Number of outputs (units per neuron).
+    """
+    C = check_int(C, "C", minimum=1)
+    W = as_array(W, "W", ndim=3, dtype=_float_dtype(W))        # float32 stays float32
+    if 0 in W.shape:
+        raise ValueError(f"W must hold at least one run, one neuron and one coordinate, got shape "
+                         f"{W.shape}")
+    X = as_array(X, "X", dtype=_float_dtype(X))
+    if X.ndim == 2:
+        X = X[None]
+    if X.ndim != 3 or X.shape[0] not in (1, W.shape[0]):
+        raise ValueError(f"X must have shape (n, d), (1, n, d) or (R, n, d) with R = {W.shape[0]}, "
+                         f"got {X.shape}")
+    if W.shape[2] != C * X.shape[2]:
+        raise ValueError(f"W must have p = C d = {C * X.shape[2]} coordinates per neuron "
+                         f"(C = {C}, d = {X.shape[2]}), got shape {W.shape}")
+    return _vector_preact(X, W, C)
+
+
+def vector_forward(X, W, activation="relu") -> np.ndarray:
+    r"""The vector-output network :math:`f_N(x) = \frac1N\sum_k F(w^k, x)\in\mathbb R^C`.
+
+    Parameters
+    ----------
+    X : array, shape (n, d)
+    W : array, shape (N, p) or (R, N, p), with p = C d
+        Neurons of one network or of ``R`` networks.
+    activation : str or Activation
+
+    Returns
+    -------
+    f : array, shape (n, C) or (R, n, C)
+    """
+    act = _act.get(activation)
+    X = as_array(X, "X", ndim=2)
+    W3, batched = as_runs(W)
+    C = n_outputs(W3.shape[2], X.shape[1])
+    f = act.sigma(_vector_preact(X[None], W3, C)).mean(axis=2)
+    return f if batched else f[0]

@@ -423,6 +423,8 @@ reg("datasets.sphere", lambda: (mflib.datasets.sphere, {"n": 4, "d": 3, "rng": R
 reg("datasets.lifted_circle", lambda: (mflib.datasets.lifted_circle, {"phi": np.linspace(0, 1, 4)}),
     ok={"phi": {"empty", "ndim"}})
 reg("datasets.digits", lambda: (mflib.datasets.digits, {"test_size": 0.2, "rng": R()}), pos=("test_size",))
+reg("datasets.standardize", lambda: (mflib.datasets.standardize, {"train": W(6, 4, 3) + 1.0}),
+    hom={"train": 0}, args=("train",), ok={"train": {"ndim"}})   # images of any shape
 reg("datasets.synthetic_1d", lambda: (mflib.datasets.synthetic_1d, {"n": 8}), pos=("n",))
 
 # ---- experiments (pure functions)

@@ -402,3 +402,51 @@ def test_coupling_value_errors():
         ch.coupled(W0, [], 1, X, y, rng=rng)
     with pytest.raises(ValueError):
         ch.coupled(W0, [0], 1, X, y, rng=rng)
+
+
+# ---- non-interacting copies (frozen=True) and divergence (issue: nothing silently wrong)
+def test_coupled_frozen_copies():
+    X, y = datasets.synthetic_1d(8)
+    W0 = 0.3 * np.random.default_rng(3).standard_normal((512, 2))
+    kw = dict(T=0.5, dt=0.05, width_exponent=0.5, M=2, activation="tanh")
+    a = ch.coupled(W0, [4, 16], 4, X, y, rng=np.random.default_rng(1), **kw)
+    b = ch.coupled(W0, [4, 16], 4, X, y, frozen=True, rng=np.random.default_rng(1), **kw)
+    # the copies change nothing else, bit for bit
+    np.testing.assert_array_equal(a.sup_sq, b.sup_sq)
+    np.testing.assert_array_equal(a.W_limit, b.W_limit)
+    assert a.sup_sq_frozen is None and b.sup_sq_frozen.shape == (2, 4)
+    assert [w.shape for w in b.W_frozen] == [(4, 4, 2), (4, 16, 2)]
+    # the interaction error is a small part of the distance to the limit here
+    assert np.all(b.sup_sq_frozen < b.sup_sq)
+    # without noise a non-interacting copy IS the limit copy (same start, same measure)
+    c = ch.coupled(W0, [4, 16], 4, X, y, frozen=True, noise=False,
+                      rng=np.random.default_rng(1), **kw)
+    np.testing.assert_allclose(c.sup_sq_frozen, c.sup_sq, rtol=1e-12)
+    for Wf, ix in zip(c.W_frozen, c.index, strict=True):
+        np.testing.assert_allclose(Wf, c.W_limit[ix], rtol=0, atol=1e-14)
+    with pytest.raises(TypeError, match="frozen"):
+        ch.coupled(W0, [4], 2, X, y, frozen="yes", rng=np.random.default_rng(1), **kw)
+
+
+def test_huge_base_step_raises_divergence_with_advice():
+    from mflib.runs import DivergenceError
+
+    X, y = datasets.synthetic_1d(16)
+    W0 = 0.3 * np.random.default_rng(0).standard_normal((64, 2))
+    for b in (0.0, 1.0):
+        with pytest.raises(DivergenceError, match="smaller base_step") as e:
+            ch.coupled(W0, [8], 2, X, y, base_step=1e12, width_exponent=b, T=1.0, dt=0.05,
+                          rng=np.random.default_rng(1))
+        # the step and time where it happened, and a value that brings the noise variance to 1
+        assert e.value.step == 1 and e.value.time == pytest.approx(0.05)
+        assert ("e.g. base_step = 8 " if b == 0.0 else "e.g. base_step = 1 ") in str(e.value)
+    # a step too large for the drift, with a sane noise level: advice on dt
+    with pytest.raises(DivergenceError, match=r"smaller dt \(now 10\), e.g. 1"):
+        ch.coupled(W0, [8], 2, X, y, T=100.0, dt=10.0, activation="relu",
+                      rng=np.random.default_rng(2))
+    with pytest.raises(DivergenceError, match=r"smaller base_step \(now 1e\+12\), e.g. 8"):
+        ch.sgd(W0[:8], X, y, base_step=1e12, steps=300, activation="relu",
+                  rng=np.random.default_rng(1))
+    # a horizon shorter than one step is an input error, not an empty run
+    with pytest.raises(ValueError, match="shorter than one step"):
+        ch.sgd(W0[:8], X, y, base_step=1e12, T=1.0, rng=np.random.default_rng(1))

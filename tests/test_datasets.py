@@ -52,3 +52,17 @@ def test_digits():
     np.testing.assert_array_equal(Xtr, Xtr2)
     with pytest.raises(ValueError):
         datasets.digits(test_size=1.0, rng=np.random.default_rng(0))
+
+
+def test_standardize_uses_the_training_moments():
+    rng = np.random.default_rng(0)
+    train, test = 3.0 + 2.0 * rng.standard_normal((50, 4)), rng.standard_normal((7, 4))
+    a, b = datasets.standardize(train, test, dtype=np.float64)
+    assert abs(a.mean()) < 1e-12 and abs(a.std() - 1.0) < 1e-12
+    np.testing.assert_allclose(b, (test - train.mean()) / train.std(), rtol=1e-13)
+    (c,) = datasets.standardize(train)
+    assert c.dtype == np.float32
+    with pytest.raises(ValueError, match="zero standard deviation"):
+        datasets.standardize(np.ones((3, 3)))
+    with pytest.raises(TypeError, match="train"):
+        datasets.standardize(np.arange(6))

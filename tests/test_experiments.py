@@ -282,3 +282,26 @@ def test_marginal_w2_matches_exact_for_equal_sizes():
     qa = ex._quantiles_sorted(np.sort(A, axis=0), 64)
     qb = ex._quantiles_sorted(np.sort(B, axis=0), 64)
     np.testing.assert_allclose(ex.marginal_w2(qa, qb), transport.w2_coordinates(A, B), rtol=1e-12)
+
+
+def test_chaos_mnist_grid_and_task():
+    small = ex.records("chaos-mnist", "small")
+    groups = [r["group"] for r in small]
+    assert {g: groups.count(g) for g in set(groups)} == {
+        "widths": 12, "streams": 3, "inits": 2, "gamma": 2, "lownoise": 5, "table": 10}
+    assert len({ex.task_key("chaos-mnist", r) for r in small}) == len(small)   # no duplicate task
+    table = [r for r in small if r["group"] == "table"]
+    assert {(r["seed"], r["stream"]) for r in table} == {(s, s) for s in range(5)}   # paired seeds
+    # stream == seed is chaos-paper's task: same run, same summaries (digits, no download)
+    paper_rec = dict(ex.records("chaos-paper", "small")[0], N=6, T=8.0, M=20, data="digits",
+                     quantiles=4, fine_quantiles=8)
+    rec = dict(small[0], N=6, T=8.0, M=20, data="digits", quantiles=4, fine_quantiles=8,
+               width_exponent=paper_rec["width_exponent"], eval_train=True)
+    a, b = ex.compute("chaos-mnist", rec), ex.compute("chaos-paper", paper_rec)
+    for k in ("acc_test", "acc_train_avg", "n_steps", "q_shown", "move_sq"):
+        np.testing.assert_array_equal(a[k], b[k])
+    assert a["q_lattice"].shape == (4, 250) and a["correct_test"].shape == (359,)
+    assert a["correct_test"].mean() == a["acc_test"]
+    # another batch stream changes the run, not the initial weights' summary at T = 0
+    other = ex.compute("chaos-mnist", dict(rec, stream=1, eval_train=False))
+    assert not np.array_equal(other["q_shown"], a["q_shown"]) and np.isnan(other["acc_train"])

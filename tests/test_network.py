@@ -70,3 +70,44 @@ def test_network_validation(rng):
         mf.network.forward(np.full((4, 2), np.nan), W)
     with pytest.raises(ValueError, match="a must have shape"):
         mf.network.forward(np.ones((4, 2)), W, a=np.ones(2))
+
+
+# ---- vector outputs (chapter 7's network, trained by mflib.chaos)
+def test_vector_forward_against_a_loop(rng):
+    n, N, d, C = 5, 7, 3, 4
+    X, W = rng.standard_normal((n, d)), rng.standard_normal((N, C * d))
+    f = mf.network.vector_forward(X, W, activation="tanh")
+    loop = np.array([[np.mean([np.tanh(W[k, c * d:(c + 1) * d] @ x) for k in range(N)])
+                      for c in range(C)] for x in X])
+    np.testing.assert_allclose(f, loop, rtol=1e-13, atol=1e-15)
+    R3 = np.stack([W, 2 * W])                      # a run axis: one output per network
+    fr = mf.network.vector_forward(X, R3, activation="tanh")
+    assert fr.shape == (2, n, C)
+    np.testing.assert_allclose(fr[0], f, rtol=1e-14)
+    np.testing.assert_allclose(fr[1], mf.network.vector_forward(X, 2 * W, "tanh"), rtol=1e-14)
+    # C = 1 is the scalar mean-field network of forward()
+    w1 = rng.standard_normal((N, d))
+    np.testing.assert_allclose(mf.network.vector_forward(X, w1)[:, 0], mf.network.forward(X, w1),
+                               rtol=1e-14)
+    import mflib.chaos
+    assert mflib.chaos.outputs is mf.network.vector_forward
+
+
+def test_vector_preactivations_and_checks(rng):
+    X, W = rng.standard_normal((4, 3)), rng.standard_normal((2, 5, 6))
+    H = mf.network.vector_preactivations(X, W, 2)
+    assert H.shape == (2, 4, 5, 2)
+    np.testing.assert_allclose(H[1, 2, 3, 1], W[1, 3, 3:] @ X[2], rtol=1e-14)
+    H32 = mf.network.vector_preactivations(X.astype(np.float32), W.astype(np.float32), 2)
+    assert H32.dtype == np.float32                 # float32 stays float32 (chaos.sgd's dtype)
+    with pytest.raises(ValueError, match="C d = 9"):
+        mf.network.vector_preactivations(X, W, 3)
+    with pytest.raises(ValueError, match="not a multiple"):
+        mf.network.n_outputs(7, 3, "W0")
+    assert mf.network.n_outputs(12, 3) == 4
+    W3, batched = mf.network.as_runs(W[0])
+    assert W3.shape == (1, 5, 6) and not batched
+    with pytest.raises(ValueError, match="at least one"):
+        mf.network.as_runs(np.zeros((0, 5, 6)))
+    with pytest.raises(ValueError, match=r"\(N, p\) or \(R, N, p\)"):
+        mf.network.as_runs(np.zeros(3))
