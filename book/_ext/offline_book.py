@@ -12,7 +12,9 @@
   ``book/@jupyter-widgets/html-manager/dist/`` on every widget page (404). A ``paths`` entry, set
   between require.js and embed-amd.js, maps that prefix to ``_static/widgets/``, where
   .ci/vendor_js.sh puts those fonts. (The manager's ``window.__jupyter_widgets_assets_path__`` hook
-  is read only after the CSS has been injected, so it does not help.)
+  is read only after the CSS has been injected, so it does not help.) A second entry maps the bare
+  ``@jupyter-widgets`` prefix there too: pages whose widgets include a SelectionSlider or a Stack
+  (mflib.widgets.precomputed) otherwise asked for the same fonts under ``book/@jupyter-widgets/``.
 """
 
 from __future__ import annotations
@@ -42,7 +44,8 @@ MATHJAX2_ADAPTER = """
 WIDGETS_DIR = "_static/widgets"
 WIDGETS_REQUIRE_PATHS = (
     "require.config({{paths: {{'@jupyter-widgets/html-manager/dist':"
-    " new URL({rel!r}, document.baseURI).href}}}});"
+    " new URL({rel!r}, document.baseURI).href,"
+    " '@jupyter-widgets': new URL({rel!r}, document.baseURI).href}}}});"
 )
 
 
@@ -68,7 +71,8 @@ def _clean_scripts(app, pagename, templatename, context, doctree):
         # Added for this page only (html-page-context), then moved just before embed-amd.js with
         # the same priority, so that Sphinx's stable sort keeps it after require.js.
         i = embed[0]
-        body = WIDGETS_REQUIRE_PATHS.format(rel=context["pathto"](WIDGETS_DIR, 1))
+        rel = context["pathto"](WIDGETS_DIR, 1)
+        body = WIDGETS_REQUIRE_PATHS.format(rel=rel)
         app.add_js_file(None, body=body, priority=scripts[i].priority)
         scripts.insert(i, scripts.pop())
 
