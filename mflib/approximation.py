@@ -27,6 +27,12 @@ for a neuron :math:`w`,
 (write :math:`x = |x| u` with :math:`u` uniform on the sphere and independent of :math:`|x|`), so
 the error of any finite network :math:`\|f - f_N\|^2 = \|f\|^2 - \frac2N\sum_i\langle f,\sigma_i\rangle
 + \frac1{N^2}\sum_{i,j}U(w_i, w_j)` is computed in closed form (:meth:`GaussianReluTarget.l2_error`).
+
+That target is an infinite network of the very neurons sampled, so the check above is Maurey's
+identity, built in. Barron's theorem proper is exercised by :class:`GaussianBumpTarget`, the bump
+:math:`e^{-|x|^2/2}` given by its Fourier transform, with Barron's constant in closed form, its
+representation as an average of step units with bounded outer weights, and
+:func:`relaxed_greedy`, the constructive proof (Jones 1992; Barron 1993).
 """
 
 from __future__ import annotations
