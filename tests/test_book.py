@@ -43,3 +43,26 @@ def test_chapter_has_exercises_widget_and_captions(path):
     tagged = [c for c in nb["cells"] if "nbval-ignore-output" in c.get("metadata", {}).get("tags", [])]
     assert tagged, f"{path.name}: no widget cell (tagged nbval-ignore-output)"
     assert md.lstrip().startswith("# "), f"{path.name}: must open with a '# N. Title' cell"
+
+
+def _buttons(url):
+    import importlib.util
+    import types
+
+    spec = importlib.util.spec_from_file_location("offline_book", ROOT / "book/_ext/offline_book.py")
+    ext = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ext)
+    config = types.SimpleNamespace(html_theme_options={
+        "repository_url": url, "use_repository_button": True,
+        "launch_buttons": {"binderhub_url": "https://mybinder.org",
+                           "colab_url": "https://colab.research.google.com"}})
+    ext._launch_buttons(None, config)
+    return config.html_theme_options
+
+
+def test_launch_buttons_hidden_until_the_repository_address_is_set():
+    hidden = _buttons("")
+    assert not hidden["use_repository_button"]
+    assert not hidden["launch_buttons"]["binderhub_url"] and not hidden["launch_buttons"]["colab_url"]
+    shown = _buttons("https://github.com/owner/mean-field-lectures")
+    assert shown["use_repository_button"] and shown["launch_buttons"]["binderhub_url"]

@@ -1,5 +1,9 @@
 """Sphinx extension: keep the built book self-contained and its pages free of JavaScript errors.
 
+* Hides the repository, Binder and Colab buttons while ``repository: url`` in _config.yml is empty
+  (the book is not published yet: a button to a placeholder address cannot work). The publisher sets
+  that one address (README, "Publishing") and the buttons appear.
+
 * Drops sphinx-thebe's scripts (jupyter-book registers them twice, which raises "Identifier
   'THEBE_JS_URL' has already been declared" on every page, and they point at a CDN; live code runs
   through the launch buttons and `make lab` instead).
@@ -77,7 +81,20 @@ def _clean_scripts(app, pagename, templatename, context, doctree):
         scripts.insert(i, scripts.pop())
 
 
+def _launch_buttons(app, config):
+    opts = dict(config.html_theme_options or {})
+    if (opts.get("repository_url") or "").strip():
+        return
+    launch = dict(opts.get("launch_buttons") or {})
+    for key in ("binderhub_url", "colab_url", "jupyterhub_url", "deepnote_url"):
+        launch[key] = ""
+    opts.update(launch_buttons=launch, use_repository_button=False, use_edit_page_button=False,
+                use_issues_button=False, use_source_button=False)
+    config.html_theme_options = opts
+
+
 def setup(app):
+    app.connect("config-inited", _launch_buttons)
     app.add_js_file(None, body=MATHJAX2_ADAPTER, priority=510)
     app.connect("html-page-context", _clean_scripts, priority=900)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
