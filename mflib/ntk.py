@@ -623,6 +623,10 @@ class WidthSweep:
     s : (R,)                          record times
     risk, risk_lin : (W, R)           :math:`R_S` of the network and of the linearised model (first seed)
     runs : list of Run                first-seed runs; ``init`` : list of (a_bar0, W0) for them
+    replicates : dict of (W, seeds)   the same eight summaries per width *and seed* (keys as the
+                                      attribute names above), for fits with intervals from
+                                      independent initialisations
+                                      (:func:`mflib.fitting.loglog_fit` with ``replicates=``)
     """
 
     N: np.ndarray
@@ -639,6 +643,7 @@ class WidthSweep:
     risk_lin: np.ndarray
     runs: list
     init: list
+    replicates: dict
 
 
 def sweep_widths(X, y, Ns, scaling: str = "ntk", ds: float = 0.5, steps: int = 600, seeds: int = 1,
@@ -678,7 +683,7 @@ def sweep_widths(X, y, Ns, scaling: str = "ntk", ds: float = 0.5, steps: int = 6
     seed = check_int(seed, "seed", minimum=0)
     n = X.shape[0]
     keys = ("move_a_bar", "move_w", "rms_a_bar", "rms_w", "dKa", "dKw", "kernel_change", "lin_gap")
-    out = {k: np.zeros(Ns.size) for k in keys}
+    reps = {k: np.zeros((Ns.size, seeds)) for k in keys}
     risk, risk_lin, runs, inits = [], [], [], []
     with _progress.bar(int(Ns.size * seeds), progress, desc="widths") as bar:
         for i, N in enumerate(Ns):
@@ -694,7 +699,7 @@ def sweep_widths(X, y, Ns, scaling: str = "ntk", ds: float = 0.5, steps: int = 6
                             kernel_change=r.kernel_change.max() / np.linalg.norm(E0.K),
                             lin_gap=np.sqrt(np.mean((r.h - lin) ** 2, axis=1)).max())
                 for k in keys:
-                    out[k][i] += vals[k] / seeds
+                    reps[k][i, j] = vals[k]
                 if j == 0:
                     e = lin - y
                     risk.append(r.risk)
@@ -702,8 +707,124 @@ def sweep_widths(X, y, Ns, scaling: str = "ntk", ds: float = 0.5, steps: int = 6
                     runs.append(r)
                     inits.append((a0, W0))
                 bar.update()
+    out = {k: v.mean(axis=1) for k, v in reps.items()}
     return WidthSweep(N=Ns, s=runs[0].s, risk=np.array(risk), risk_lin=np.array(risk_lin), runs=runs,
-                      init=inits, **out)
+                      init=inits, replicates=reps, **out)
+
+
+class LinearConvergence(NamedTuple):
+    r"""Output of :func:`linear_convergence`, one row per width and one column per seed.
+
+    Attributes
+    ----------
+    N : (W,)              widths
+    lam_S : float         :math:`\lambda_S = \lambda_{\min}(K^{(a)})`, the infinite-width value
+    lam0, lamT : (W, S)   :math:`\lambda_{\min}(\hat K)` at :math:`s = 0` and at the end
+                          :math:`s = T` (the lecture's Gram matrix :math:`\hat K^{(a)} +
+                          \gamma^2\hat K^{(w)}`)
+    rate : (W, S)         measured rate as an eigenvalue: :math:`\lambda` such that one step of
+                          gradient descent multiplies :math:`R_S` by :math:`(1-\lambda\,ds/n)^2`,
+                          averaged over the last ``window`` of the run
+    bound : (W, S) bool   :math:`R_S(s) \le e^{-\lambda_S s/n}R_S(0)` at every record
+    s : (R,)              record times (kernel time)
+    risk : (W, S, R)      :math:`R_S(s)` of every run
+    ds : float            the step
+    """
+
+    N: np.ndarray
+    lam_S: float
+    lam0: np.ndarray
+    lamT: np.ndarray
+    rate: np.ndarray
+    bound: np.ndarray
+    s: np.ndarray
+    risk: np.ndarray
+    ds: float
+
+
+def linear_convergence(X, y, Ns, seeds: int = 8, ds: float = 1.0, steps: int = 1000, seed: int = 0,
+                       scaling: str = "ntk", window: float = 0.25, n_records: int = 41,
+                       progress: bool | None = None) -> LinearConvergence:
+    r"""The lecture's linear convergence, measured: gradient descent with the lecture's flow
+    (``trained="a"``) from independent initialisations at several widths.
+
+    For each width :math:`N` in ``Ns`` and replicate :math:`j <` ``seeds`` (initialisation
+    :func:`init` with ``np.random.default_rng([seed, N, j])``), :func:`train` runs ``steps`` steps
+    of ``ds`` in kernel time, recording :math:`R_S` every ``steps // (n_records - 1)`` steps (and
+    at the last). The
+    measured rate is read off the last fraction ``window`` of the run, between records
+    :math:`s_1 < s_2`: with the per-step factor :math:`q = (R_S(s_2)/R_S(s_1))^{ds/(s_2-s_1)}`,
+
+    .. math:: \lambda_{\rm meas} = \frac{n}{ds}\big(1 - \sqrt q\big),
+
+    the eigenvalue whose mode decays at that speed under gradient descent
+    (:math:`\approx -\frac{n}{2}\frac{d}{ds}\log R_S` for small steps). For the linearised model
+    it tends to :math:`\lambda_{\min}(\hat K(0))` as :math:`s\to\infty` (from above: faster
+    modes have not yet died out), which is the comparison the chapter makes. Choose ``steps`` so
+    that :math:`R_S(T)` stays far above round-off (:math:`R_S(T)/R_S(0) \gtrsim 10^{-20}`).
+
+    Parameters
+    ----------
+    X : array, shape (n, d)
+    y : array, shape (n,)
+    Ns : sequence of int >= 1
+    seeds : int >= 2
+    ds : float > 0
+    steps : int >= 4
+    seed : int >= 0
+    scaling : {"ntk", "mean_field"}
+        :math:`\gamma`; the lecture's flow is lazy for both.
+    window : float in (0, 1)
+        Fraction of the run (at its end) over which the rate is measured.
+    n_records : int >= 5
+        About this many records, equally spaced in steps (0 and ``steps`` included).
+    progress : bool or None
+
+    Returns
+    -------
+    LinearConvergence
+    """
+    X = as_array(X, "X", ndim=2)
+    n, d = X.shape
+    if n == 0:
+        raise ValueError(f"X must hold at least one input, got shape {X.shape}")
+    y = as_array(y, "y", shape=(n,))
+    Ns = np.asarray(Ns)
+    if Ns.ndim != 1 or Ns.size == 0 or not np.issubdtype(Ns.dtype, np.integer) or np.any(Ns < 1):
+        raise ValueError(f"Ns must be a non-empty 1-D sequence of integers >= 1, got {Ns!r}")
+    seeds = check_int(seeds, "seeds", minimum=2)
+    ds = check_real(ds, "ds", low=0.0, low_open=True)
+    steps = check_int(steps, "steps", minimum=4)
+    seed = check_int(seed, "seed", minimum=0)
+    _check_scaling(scaling)
+    window = check_real(window, "window", low=0.0, high=1.0, low_open=True, high_open=True)
+    n_records = check_int(n_records, "n_records", minimum=5)
+    every = max(1, steps // (n_records - 1))
+    grid = _runs.record_grid(steps, every)
+    lam_S = lambda_min(limit_kernel(X, trained="a"))
+    shape = (Ns.size, seeds)
+    lam0, lamT, rate = np.zeros(shape), np.zeros(shape), np.zeros(shape)
+    bound = np.zeros(shape, dtype=bool)
+    risk = np.zeros(shape + (grid.size,))
+    s = grid * ds
+    i1 = int(np.searchsorted(grid, (1.0 - window) * steps))
+    i1 = min(i1, grid.size - 2)
+    with _progress.bar(int(Ns.size * seeds), progress, desc="widths x seeds") as bar:
+        for i, N in enumerate(Ns):
+            for j in range(seeds):
+                a0, W0 = init(int(N), d, np.random.default_rng([seed, int(N), j]))
+                r = train(X, y, a0, W0, scaling, ds=ds, steps=steps, trained="a", record_every=every,
+                          track_kernel=False, progress=False)
+                risk[i, j] = r.risk
+                lam0[i, j] = lambda_min(empirical_ntk(X, a0, W0, scaling, "a").K)
+                lamT[i, j] = lambda_min(empirical_ntk(X, r.a_bar, r.W, scaling, "a").K)
+                k = grid[-1] - grid[i1]
+                q = np.exp(np.log(r.risk[-1] / r.risk[i1]) / k)
+                rate[i, j] = n / ds * (1.0 - np.sqrt(q))
+                bound[i, j] = bool(np.all(r.risk <= np.exp(-lam_S * s / n) * r.risk[0]))
+                bar.update()
+    return LinearConvergence(N=Ns, lam_S=lam_S, lam0=lam0, lamT=lamT, rate=rate, bound=bound, s=s,
+                             risk=risk, ds=ds)
 
 
 class LambdaMin(NamedTuple):
@@ -765,7 +886,7 @@ class Generalisation(NamedTuple):
 
 
 def generalisation_curve(link, d: int, ns, N: int = 128, ds: float = 1.0, steps: int = 1000,
-                         seeds: int = 1, n_test: int = 2000, seed: int = 0,
+                         seeds: int = 1, n_test: int = 2000, seed: int = 0, bias: bool = False,
                          progress: bool | None = None) -> Generalisation:
     r"""Test error against the sample size for a single-index target, mean field versus NTK.
 
@@ -776,6 +897,11 @@ def generalisation_curve(link, d: int, ns, N: int = 128, ds: float = 1.0, steps:
     :func:`train` for ``steps`` steps of ``ds``, and the kernel predictor :func:`ntk_predictor`
     with the limiting NTK of the same architecture (the lazy limit :math:`N, s\to\infty`), both
     fitted to the same training set and evaluated on the same ``n_test`` fresh points.
+
+    With ``bias=True`` both predictors see :math:`(x, 1)/\sqrt2` instead of :math:`x` (a neuron
+    :math:`\bar a\,\sigma(\langle w, x\rangle + b)` with a trained bias, inputs still on a
+    sphere); the targets and the seeds are the same, and the alignment is measured with
+    :math:`u` padded by a zero.
 
     Returns
     -------
@@ -790,17 +916,24 @@ def generalisation_curve(link, d: int, ns, N: int = 128, ds: float = 1.0, steps:
     N = check_int(N, "N", minimum=1)
     seeds = check_int(seeds, "seeds", minimum=1)
     seed = check_int(seed, "seed", minimum=0)
+    if not isinstance(bias, bool | np.bool_):
+        raise TypeError(f"bias must be True or False, got {type(bias).__name__}")
     u = np.zeros(d)
     u[0] = 1.0
     n_test = check_int(n_test, "n_test", minimum=1)
     Xt = _datasets.sphere(n_test, d, np.random.default_rng([seed, 0]))
     yt = link(np.sqrt(d) * Xt @ u)
+
+    def lift(Z):
+        return np.concatenate([Z, np.ones((Z.shape[0], 1))], axis=1) / np.sqrt(2.0) if bias else Z
+
+    Xt, u_net = lift(Xt), (np.append(u, 0.0) if bias else u)
     norm = float(yt @ yt)
     err_mf, err_k, align, err_tr = (np.zeros((ns.size, seeds)) for _ in range(4))
 
     def weighted_alignment(a, W):
         wt = np.abs(a) * np.linalg.norm(W, axis=1)
-        return float(wt @ (np.abs(W @ u) / np.linalg.norm(W, axis=1)) / wt.sum())
+        return float(wt @ (np.abs(W @ u_net) / np.linalg.norm(W, axis=1)) / wt.sum())
 
     align0 = []
     with _progress.bar(int(ns.size * seeds), progress, desc="sample sizes") as bar:
@@ -809,9 +942,10 @@ def generalisation_curve(link, d: int, ns, N: int = 128, ds: float = 1.0, steps:
                 rng = np.random.default_rng([seed, 1, int(n), j])
                 X = _datasets.sphere(int(n), d, rng)
                 y = link(np.sqrt(d) * X @ u)
+                X = lift(X)
                 f = ntk_predictor(X, y, Xt)
                 err_k[i, j] = float((f - yt) @ (f - yt)) / norm
-                a0, W0 = init(N, d, rng)
+                a0, W0 = init(N, X.shape[1], rng)
                 r = train(X, y, a0, W0, "mean_field", ds=ds, steps=steps, n_log=2, track_kernel=False)
                 f = output(Xt, r.a_bar, r.W, "mean_field")
                 err_mf[i, j] = float((f - yt) @ (f - yt)) / norm
@@ -894,8 +1028,8 @@ def width_condition(n: int, d: int, lambda_S: float, R0: float, delta: float = 0
     return WidthCondition(N_min=float(N), terms=(float(t1), float(t2), float(t3)), C_d=Cd)
 
 
-__all__ = ["EmpiricalNTK", "Generalisation", "LambdaMin", "Linearised", "Run",
+__all__ = ["EmpiricalNTK", "Generalisation", "LambdaMin", "LinearConvergence", "Linearised", "Run",
            "WidthCondition", "WidthSweep", "empirical_ntk", "gamma", "generalisation_curve", "init",
            "jacobian", "l1_moment", "lambda_min", "lambda_min_fluctuations",
-           "limit_kernel", "linearised", "ntk_predictor", "output", "risk",
+           "limit_kernel", "linear_convergence", "linearised", "ntk_predictor", "output", "risk",
            "sweep_widths", "time_factor", "train", "width_condition"]

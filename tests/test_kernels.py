@@ -143,3 +143,19 @@ def test_errors():
             K.arccos_kernel(X, degree=bad)
     with pytest.raises(TypeError):
         K.relu_kernel("abc")
+
+
+def test_relu_kernel_positive_definite_without_parallel_inputs():
+    """Proposition of chapter 6: no two inputs parallel or antiparallel => K^(a), K^(w) positive
+    definite; with more antiparallel pairs than dimensions K^(a) is singular
+    (relu(t) - relu(-t) = t gives linear relations)."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((12, 3))
+    for G in (K.relu_kernel(X), K.relu_grad_kernel(X)):
+        lam = np.linalg.eigvalsh(G)
+        assert lam[0] > 1e-8 * lam[-1]
+    P = rng.standard_normal((4, 3))                   # 4 > d = 3 antiparallel pairs
+    lam = np.linalg.eigvalsh(K.relu_kernel(np.concatenate([P, -P])))
+    assert abs(lam[0]) < 1e-12 * lam[-1]
+    lam = np.linalg.eigvalsh(K.relu_kernel(np.concatenate([P[:3], -P[:3]])))
+    assert lam[0] > 1e-8 * lam[-1]                    # 3 pairs in R^3: still definite

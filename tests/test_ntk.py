@@ -480,3 +480,57 @@ def test_linearised_small_eigenvalues_against_van_loan(tiny, ds):
 def test_linearised_rejects_indefinite_kernel():
     with pytest.raises(ValueError, match="positive semi-definite"):
         ntk.linearised(np.diag([1.0, -0.5]), np.zeros(2), np.ones(2), [1.0])
+
+
+def test_linear_convergence_rate_is_lambda_min_at_large_width():
+    """The lecture's flow on well-conditioned data: at N >> n the measured late-time rate is
+    lambda_min of the (nearly frozen) Gram matrix, the bound exp(-lambda_S s/n) holds, and
+    lambda_min(K(0)) is close to lambda_S."""
+    rng = np.random.default_rng(0)
+    X = datasets.sphere(6, 6, rng)
+    y = rng.standard_normal(6)
+    L = ntk.linear_convergence(X, y, [2000], seeds=2, ds=2.0, steps=600, n_records=31)
+    assert L.lam_S == pytest.approx(ntk.lambda_min(mf.kernels.relu_kernel(X)))
+    assert L.risk.shape == (1, 2, L.s.size) and L.s[-1] == pytest.approx(1200.0)
+    assert np.all(L.bound)
+    assert np.allclose(L.lamT, L.lam0, rtol=1e-2)                   # lazy: the kernel stays put
+    assert np.all(np.abs(L.lam0 / L.lam_S - 1) < 0.2)
+    ratio = L.rate / L.lamT
+    assert np.all((ratio > 0.999) & (ratio < 1.05)), ratio            # slowest mode, from above
+    again = ntk.linear_convergence(X, y, [2000], seeds=2, ds=2.0, steps=600, n_records=31)
+    assert np.array_equal(again.risk, L.risk)
+
+
+def test_linear_convergence_rate_of_a_single_mode():
+    """With the time step the rate inverts exactly: a network whose residual decays by a constant
+    factor per step is read as the eigenvalue (n/ds)(1 - sqrt(q)); check against GD on the
+    linearised model with the empirical kernel of a very wide network."""
+    rng = np.random.default_rng(1)
+    X = datasets.sphere(4, 5, rng)
+    y = rng.standard_normal(4)
+    L = ntk.linear_convergence(X, y, [4000], seeds=2, ds=1.5, steps=300, n_records=21)
+    a0, W0 = ntk.init(4000, 5, np.random.default_rng([0, 4000, 0]))
+    E = ntk.empirical_ntk(X, a0, W0, "ntk", "a").K
+    lin = ntk.linearised(E, ntk.output(X, a0, W0), y, L.s, ds=1.5)
+    risk_lin = 0.5 * np.mean((lin.train - y) ** 2, axis=1)
+    assert np.allclose(L.risk[0, 0], risk_lin, rtol=2e-2)
+    assert L.rate[0, 0] == pytest.approx(ntk.lambda_min(E), rel=1e-4)   # R_S falls 1e-18
+
+
+def test_sweep_widths_keeps_replicates():
+    X, y = _circle(12)
+    sw = ntk.sweep_widths(X, y, [20, 40], "ntk", steps=20, seeds=3, n_log=4)
+    for k, v in sw.replicates.items():
+        assert v.shape == (2, 3)
+        assert np.allclose(getattr(sw, k), v.mean(axis=1))
+    assert len(set(np.round(sw.replicates["rms_w"][0], 12))) == 3   # independent initialisations
+
+
+def test_generalisation_curve_with_bias():
+    link = np.tanh
+    G = ntk.generalisation_curve(link, 3, [8], N=6, steps=5, n_test=20, bias=True)
+    H = ntk.generalisation_curve(link, 3, [8], N=6, steps=5, n_test=20)
+    assert G.mean_field.shape == (1, 1) and np.all(np.isfinite(G.ntk))
+    assert not np.allclose(G.ntk, H.ntk)                             # the lifted kernel differs
+    with pytest.raises(TypeError, match="bias"):
+        ntk.generalisation_curve(link, 3, [8], N=6, steps=5, n_test=20, bias="yes")
