@@ -52,7 +52,7 @@ __all__ = [
     "Objective", "quadratic", "double_well_2d", "amplification",
     "forward_euler", "proximal_step", "backward_euler", "energy_gaps",
     "fokker_planck_1d", "free_energy_1d", "gaussian_quantiles", "ornstein_uhlenbeck",
-    "quantile_flow_1d", "Interacting1D", "bump_network_1d",
+    "quantile_flow_1d", "quantile_density", "Interacting1D", "bump_network_1d",
     "particle_explicit_step", "particle_drift_jacobian", "particle_implicit_step", "particle_flow",
     "ParticleFlow", "PARTICLE_SCHEMES",
 ]
@@ -548,12 +548,12 @@ def _potential(dV, d2V, M):
     return dV_checked, d2V_
 
 
-def _quantile_start(q0):
-    q0 = as_array(q0, "q0", ndim=1)
+def _quantile_start(q0, name="q0"):
+    q0 = as_array(q0, name, ndim=1)
     if q0.size < 2:
-        raise ValueError(f"q0 must hold at least 2 particles (the entropy needs gaps), got {q0.size}")
+        raise ValueError(f"{name} must hold at least 2 particles (the entropy needs gaps), got {q0.size}")
     if not np.all(np.diff(q0) > 0):
-        raise ValueError("q0 must be sorted in strictly increasing order (quantile particles)")
+        raise ValueError(f"{name} must be sorted in strictly increasing order (quantile particles)")
     return q0
 
 
@@ -669,6 +669,26 @@ def fokker_planck_1d(dV, beta: float, q0, tau: float, steps: int, d2V=None, tol:
             rec.check(q)
             rec.record(q=q)
     return rec.array("q")
+
+
+def quantile_density(q) -> tuple[np.ndarray, np.ndarray]:
+    r"""The density that quantile particles represent: :math:`1/(M\Delta_i)` at the gap midpoints.
+
+    Particle :math:`i` carries mass :math:`1/M`, so the density between neighbours is
+    :math:`1/(M\Delta_i)`, :math:`\Delta_i = q_{i+1} - q_i` (the convention of
+    :func:`fokker_planck_1d` and :func:`free_energy_1d`).
+
+    Parameters
+    ----------
+    q : array (M,), M >= 2, strictly increasing
+
+    Returns
+    -------
+    (x, density) : arrays (M - 1,)
+        Midpoints :math:`(q_i + q_{i+1})/2` and densities :math:`1/(M\Delta_i)`.
+    """
+    q = _quantile_start(q, "q")
+    return 0.5 * (q[1:] + q[:-1]), 1.0 / (q.size * np.diff(q))
 
 
 def quantile_flow_1d(dV, beta: float, q0, t, d2V=None, *, dU=None, d2U=None,

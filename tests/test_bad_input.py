@@ -701,6 +701,7 @@ reg("jko.quantile_flow_1d", lambda: (mod(_J).quantile_flow_1d, {"dV": lambda x: 
                                                                "q0": np.linspace(-1, 1, 6),
                                                                "t": np.array([0.0, 0.1])}),
     pos=("beta", "rtol"), nonneg=("t",), huge=("q0",))
+reg("jko.quantile_density", lambda: (mod(_J).quantile_density, {"q": np.linspace(-1, 1, 6)}), huge=("q",))
 reg("jko.bump_network_1d", lambda: (mod(_J).bump_network_1d, {"centers": np.array([-1.0, 1.0]),
                                                              "weights": np.array([0.5, 0.5])}),
     pos=("s",), nonneg=("lam",), huge=("centers", "weights"))

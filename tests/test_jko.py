@@ -345,6 +345,20 @@ def test_quantile_flow_is_the_small_tau_limit_for_ou():
     assert np.all(J.quantile_flow_1d(lambda x: x, 1.0, q0, [0.0, 0.0, 0.5]).shape == (3, 100))
 
 
+def test_quantile_density_integrates_to_one_and_matches_a_gaussian():
+    M = 2000
+    q = J.gaussian_quantiles(1.0, 0.5, M)
+    x, rho = J.quantile_density(q)
+    assert x.shape == rho.shape == (M - 1,)
+    # mass between the outer particles is (M - 1)/M exactly (the two half-cells are missing)
+    assert np.sum(rho * np.diff(q)) == pytest.approx((M - 1) / M, rel=1e-12)
+    inner = np.abs(x - 1.0) < 1.0
+    want = np.exp(-((x - 1.0) ** 2) / 1.0) / np.sqrt(np.pi)
+    np.testing.assert_allclose(rho[inner], want[inner], rtol=2e-3)
+    with pytest.raises(ValueError, match="q"):
+        J.quantile_density(q[::-1])
+
+
 def test_interaction_bad_input():
     q0 = J.gaussian_quantiles(0.0, 1.0, 10)
     _, dU, d2U = _quadratic_interaction(1.0)
