@@ -20,7 +20,11 @@ Three levels of the same idea, "move downhill, but pay for the distance travelle
    (Jordan, Kinderlehrer and Otto 1998). For
    :math:`F(\rho) = \int V\,d\rho + \beta^{-1}\int\rho\log\rho` on the line, written with quantile
    particles, it is :func:`fokker_planck_1d`; the exact Ornstein-Uhlenbeck solution for quadratic
-   :math:`V` is :func:`ornstein_uhlenbeck`.
+   :math:`V` is :func:`ornstein_uhlenbeck`. An interaction energy
+   :math:`\frac12\iint U\,d\rho\,d\rho` enters through ``dU``; its :math:`\tau\to0` limit at
+   fixed :math:`M`, the reference for time errors, is :func:`quantile_flow_1d`;
+   :func:`bump_network_1d` is the smooth mean-field risk of a 1-D network in that form, and
+   :func:`quantile_density` the density the particles represent.
 
 3. **Particles of a network.** With :math:`\rho` the empirical measure of :math:`N` neurons, a
    JKO step of :math:`F = R/2` is backward Euler for the particle system
@@ -944,7 +948,9 @@ def particle_implicit_step(problem, W, tau: float, tol: float = 1e-8, max_iter: 
     r"""Backward Euler for the particles = one JKO step of :math:`R/2` over empirical measures.
 
     With :math:`\rho = \frac1N\sum_i\delta_{w_i}` and :math:`\rho_k = \frac1N\sum_i\delta_{w_i^k}`,
-    and particles that do not cross (the identity matching is then optimal for small steps),
+    and an optimal identity matching (on the line: the particles keep their order; in dimension
+    :math:`d\ge2`: the pairs :math:`\{(w_i^k, w_i)\}` are cyclically monotone, which
+    :func:`mflib.transport.w2_squared` can check),
     :math:`W_2(\rho,\rho_k)^2 = \frac1N\sum_i|w_i-w_i^k|^2`, so the JKO step of
     :math:`F = R/2` (the functional whose Wasserstein gradient flow is
     :math:`\partial_t\rho = \nabla\cdot(\rho\nabla\Psi)` in the time :math:`t = k\varepsilon` of
@@ -961,8 +967,8 @@ def particle_implicit_step(problem, W, tau: float, tol: float = 1e-8, max_iter: 
 
         H_i(W) = w_i - w_i^k + \tau\,\nabla\Psi\big(w_i;\rho_N\big) = 0,\qquad i = 1..N,
 
-    i.e. :math:`w_i^{k+1} = w_i^k - \tau\nabla\Psi(w_i^{k+1};\rho_N^{k+1})` (the lecture notes'
-    backward-Euler SGD). Inner solver, with the exact :math:`R_N` and :math:`\nabla\Psi` of the
+    i.e. :math:`w_i^{k+1} = w_i^k - \tau\nabla\Psi(w_i^{k+1};\rho_N^{k+1})` (backward-Euler
+    SGD). Inner solver, with the exact :math:`R_N` and :math:`\nabla\Psi` of the
     problem: the trust-region Newton-CG method (:func:`scipy.optimize.minimize`, ``"trust-ncg"``)
     on :math:`\Phi(W) = \frac{\tau N}{2}R_N(W) + \frac12\sum_i|w_i-w_i^k|^2` (gradient :math:`H`),
     Hessian-vector products by central differences of :math:`H`, started at :math:`W^k`. A
