@@ -26,6 +26,12 @@ With them, the Gram matrices of H. Yang's lecture (lecture 13, 2022) for
 the second-layer (:func:`relu_kernel`) and first-layer (:func:`relu_grad_kernel`) parts, and the
 two-layer ReLU NTK is :math:`k^{(a)} + k^{(w)}` (:func:`ntk_kernel`).
 
+Positive definiteness. If no two rows of ``X`` are parallel or antiparallel, both Gram matrices are
+positive definite: for :math:`k^{(w)}` this is Du et al. (2019), Theorem 3.1; for :math:`k^{(a)}`
+the functions :math:`w \mapsto \mathrm{relu}(\langle w, x_i\rangle)` are linearly independent (each
+has its own kink hyperplane :math:`x_i^\perp`), see chapter 6. With more antiparallel pairs than
+dimensions :math:`k^{(a)}` is singular, since :math:`\mathrm{relu}(t) - \mathrm{relu}(-t) = t`.
+
 Conventions. A zero row gives exactly 0 in every kernel (for :math:`\kappa_0` this follows the
 convention :math:`\mathrm{relu}'(0) = 0` of :mod:`mflib.activations`). Angles are computed with
 Kahan's formula :math:`\vartheta = 2\arctan(|\hat x - \hat x'| / |\hat x + \hat x'|)` wherever
