@@ -715,20 +715,18 @@ def sweep_widths(X, y, Ns, scaling: str = "ntk", ds: float = 0.5, steps: int = 6
 class LinearConvergence(NamedTuple):
     r"""Output of :func:`linear_convergence`, one row per width and one column per seed.
 
-    Attributes
-    ----------
-    N : (W,)              widths
-    lam_S : float         :math:`\lambda_S = \lambda_{\min}(K^{(a)})`, the infinite-width value
-    lam0, lamT : (W, S)   :math:`\lambda_{\min}(\hat K)` at :math:`s = 0` and at the end
-                          :math:`s = T` (the lecture's Gram matrix :math:`\hat K^{(a)} +
-                          \gamma^2\hat K^{(w)}`)
-    rate : (W, S)         measured rate as an eigenvalue: :math:`\lambda` such that one step of
-                          gradient descent multiplies :math:`R_S` by :math:`(1-\lambda\,ds/n)^2`,
-                          averaged over the last ``window`` of the run
-    bound : (W, S) bool   :math:`R_S(s) \le e^{-\lambda_S s/n}R_S(0)` at every record
-    s : (R,)              record times (kernel time)
-    risk : (W, S, R)      :math:`R_S(s)` of every run
-    ds : float            the step
+    Fields, with shapes (W widths, S seeds, R records):
+
+    - ``N`` (W,): the widths;
+    - ``lam_S`` (float): :math:`\lambda_S = \lambda_{\min}(K^{(a)})`, the infinite-width value;
+    - ``lam0``, ``lamT`` (W, S): :math:`\lambda_{\min}(\hat K)` at :math:`s = 0` and at the end
+      :math:`s = T` (the lecture's Gram matrix :math:`\hat K^{(a)} + \gamma^2\hat K^{(w)}`);
+    - ``rate`` (W, S): the measured rate as an eigenvalue, :math:`\lambda` such that one step of
+      gradient descent multiplies :math:`R_S` by :math:`(1-\lambda\,ds/n)^2`, averaged over the
+      last ``window`` of the run;
+    - ``bound`` (W, S, bool): :math:`R_S(s) \le e^{-\lambda_S s/n}R_S(0)` at every record;
+    - ``s`` (R,): record times (kernel time); ``risk`` (W, S, R): :math:`R_S(s)` of every run;
+    - ``ds`` (float): the step.
     """
 
     N: np.ndarray

@@ -53,7 +53,7 @@ def _buttons(url):
     ext = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(ext)
     config = types.SimpleNamespace(html_theme_options={
-        "repository_url": url, "use_repository_button": True,
+        "repository_url": url, "use_repository_button": False,
         "launch_buttons": {"binderhub_url": "https://mybinder.org",
                            "colab_url": "https://colab.research.google.com"}})
     ext._launch_buttons(None, config)
@@ -66,3 +66,24 @@ def test_launch_buttons_hidden_until_the_repository_address_is_set():
     assert not hidden["launch_buttons"]["binderhub_url"] and not hidden["launch_buttons"]["colab_url"]
     shown = _buttons("https://github.com/owner/mean-field-lectures")
     assert shown["use_repository_button"] and shown["launch_buttons"]["binderhub_url"]
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_chapter_widget_works_without_a_kernel(path):
+    """Issue 18: the book's widget switches between figures drawn in advance (mflib.widgets);
+    the live one, for any value, is kept for JupyterLab and removed from the book."""
+    nb = json.loads(path.read_text())
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    tags = [c.get("metadata", {}).get("tags", []) for c in code]
+    static = [c for c, t in zip(code, tags, strict=True) if "precomputed(" in "".join(c["source"])
+              and "remove-cell" not in t]
+    assert static, f"{path.name}: no mflib.widgets.precomputed widget in the book"
+    assert all("nbval-ignore-output" in c["metadata"].get("tags", []) for c in static)
+    views = [o for c in static for o in c.get("outputs", [])
+             if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    assert views, f"{path.name}: the precomputed widget's view is not saved"
+    live = [c for c, t in zip(code, tags, strict=True) if "interact(" in "".join(c["source"])]
+    assert all("remove-cell" in c["metadata"].get("tags", []) for c in live), \
+        f"{path.name}: a live widgets.interact cell shows in the book (tag it remove-cell)"
+    md = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
+    assert "shows the default output" not in md

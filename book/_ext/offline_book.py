@@ -84,6 +84,10 @@ def _clean_scripts(app, pagename, templatename, context, doctree):
 def _launch_buttons(app, config):
     opts = dict(config.html_theme_options or {})
     if (opts.get("repository_url") or "").strip():
+        # jupyter-book refuses use_repository_button without an address, so _config.yml leaves it
+        # off and it is switched on here, with the address.
+        opts["use_repository_button"] = True
+        config.html_theme_options = opts
         return
     launch = dict(opts.get("launch_buttons") or {})
     for key in ("binderhub_url", "colab_url", "jupyterhub_url", "deepnote_url"):
