@@ -15,6 +15,17 @@ Registered here:
     (:func:`mflib.datasets.mnist`: 8,000 train / 2,000 test); widths ``N`` from 100 to 50,000,
     :math:`\beta\in\{0.5, 0.75, 1\}`, three seeds. ``--scale small``: ``N`` in {32, 128, 512},
     ``T = 10``, two seeds (a couple of minutes on two cores).
+``chaos-mnist``
+    chapter 7's controls on MNIST, in groups (record field ``group``): ``widths`` (``N`` x
+    :math:`\beta`, the paper's figure 1), ``streams`` (another batch stream, same initial weights),
+    ``inits`` (other initial weights, same batches), ``gamma`` (:math:`\beta = 1`,
+    :math:`\gamma\to 0`, figure 3), ``lownoise`` (:math:`\beta = 1` with batches up to 6,400: the
+    Euler scheme's bias without most of the noise) and ``table`` (table 1 with five paired seeds:
+    seed ``s`` fixes the initial weights and the batch stream of both :math:`\beta`). Each run
+    stores accuracies, the correctness of each of the 2,000 test digits (paired comparisons), and
+    quantiles of 250 weight coordinates (10 classes x a 5 x 5 pixel lattice). ``--scale small``
+    (the copy in ``book/data/``): ``T = 10``, ``N`` up to 2,000, table at ``N = 500``, ``T = 500``;
+    about 19 million neuron-steps (with batch 100), 15-25 CPU-minutes.
 ``synthetic``, ``synthetic-slow``
     a tiny Gaussian sweep for the tests (``synthetic-slow`` sleeps in every task).
 
