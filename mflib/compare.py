@@ -15,8 +15,11 @@ put the two side by side.
 
     .. math::
 
-        R_N(w) - R\Big(\frac1N\sum_i\delta_{r_i}\Big) = \frac1{N^2}\sum_i\big(U(w_i, w_i)
-        - \bar U(r_i, r_i)\big) + \frac1{N^2}\sum_{i\ne j}\big(U(w_i, w_j) - \bar U(r_i, r_j)\big);
+        \begin{aligned}
+        R_N(w) - R\Big(\frac1N\sum_i\delta_{r_i}\Big)
+        &= \frac1{N^2}\sum_i\big(U(w_i, w_i) - \bar U(r_i, r_i)\big)\\
+        &\quad{}+ \frac1{N^2}\sum_{i\ne j}\big(U(w_i, w_j) - \bar U(r_i, r_j)\big);
+        \end{aligned}
 
     the second sum has mean zero over uniform directions, the first is this function.
 """
