@@ -50,7 +50,9 @@ simulates a family of particle systems and a much larger one that carries the li
 synchronously (shared initial weights and Brownian increments), by Euler-Maruyama.
 
 Everything is vectorised over neurons and over independent runs (a leading batch axis ``R``);
-there is no Python loop over particles. W2 distances come from :mod:`mflib.transport`.
+there is no Python loop over particles. The network itself (:math:`f_N`, its pre-activations and
+the run axis) lives in :mod:`mflib.network` (:func:`mflib.network.vector_forward`; ``outputs`` here
+is the same function). W2 distances come from :mod:`mflib.transport`.
 """
 
 from __future__ import annotations
