@@ -16,6 +16,9 @@ For every page built from _toc.yml (plus the search page), served over HTTP on l
   * every internal link points to an existing page and, if it has one, an existing anchor;
   * no Sphinx error boxes or "undefined label"/unresolved-citation text;
   * embedded widgets render (where a page has widget state);
+  * every chapter has a control that works without a kernel (mflib.widgets.precomputed): moved to two
+    new values by keyboard, its figure changes each time and the caption above the figure names the
+    value the slider reads out;
   * the search page finds "Wasserstein" (once a chapter mentions it).
 A full-page screenshot of each page goes to --screenshots. Exit status 1 names page and defect.
 """
@@ -229,6 +232,95 @@ JS_PAGE_FACTS = r"""
 """
 
 
+CONTROL = ".mf-precomputed-control"
+JS_CONTROL_STATE = r"""
+(i) => {
+  const ctl = document.querySelectorAll('.mf-precomputed-control')[i];
+  const stack = ctl.parentElement.querySelector('.mf-precomputed');
+  const shown = [...stack.children].filter(c => c.offsetParent !== null);
+  const img = shown.length ? shown[0].querySelector('img') : null;
+  const cap = shown.length ? shown[0].querySelector('.mf-precomputed-caption') : null;
+  let sig = '';
+  if (img && img.complete && img.naturalWidth > 0) {   // the pixels, not the blob URL
+    const c = document.createElement('canvas'); c.width = 96; c.height = 72;
+    c.getContext('2d').drawImage(img, 0, 0, 96, 72); sig = c.toDataURL();
+  }
+  return {readout: (ctl.querySelector('.widget-readout') || {}).innerText || '', sig: sig,
+          n: stack.children.length, shown: shown.length,
+          caption: cap ? cap.innerText : '', src: img ? img.src : '',
+          loaded: !!(img && img.complete && img.naturalWidth > 0)};
+}
+"""
+
+
+def check_controls(page, page_name: str, has_widgets: bool) -> tuple[list[str], int]:
+    """Move every precomputed control to two new values; the figure and its caption must follow.
+
+    Returns the problems and the number of controls. The slider is moved the way a reader does it
+    with the keyboard (focus the handle, arrow keys), which goes through the widget's own events.
+    """
+    problems: list[str] = []
+    chapter = re.match(r"book/0[1-7]_", page_name) is not None
+    try:
+        if not has_widgets:
+            raise LookupError
+        page.wait_for_selector(f"{CONTROL} .noUi-handle", timeout=10_000)   # widgets have rendered
+    except Exception:
+        if chapter:
+            problems.append("no control that works without a kernel (mflib.widgets.precomputed)")
+        return problems, 0
+    n_controls = page.locator(CONTROL).count()
+    for i in range(n_controls):
+        handle = page.locator(f"{CONTROL} .noUi-handle").nth(i)
+        state = page.evaluate(JS_CONTROL_STATE, i)
+        n_values = _position(page, i, "aria-valuemax") + 1
+        seen = [state]
+        if n_values < 3:
+            problems.append(f"control {i}: {n_values} values; at least 3 are needed to move to two new ones")
+            continue
+        now = _position(page, i)
+        first = now + 1 if now < n_values - 1 else now - 1
+        second = (n_values - 1 if first != n_values - 1 else 0) if first > now else 0
+        if second in (now, first):
+            second = n_values - 1
+        handle.scroll_into_view_if_needed()
+        handle.focus()
+        for target in (first, second):
+            key = "ArrowRight" if target > now else "ArrowLeft"
+            for _ in range(abs(target - now)):   # one step at a time, each figure shown in turn
+                src = page.evaluate(JS_CONTROL_STATE, i)["src"]
+                page.keyboard.press(key)
+                try:
+                    page.wait_for_function(
+                        "([i, src]) => { const s = (" + JS_CONTROL_STATE + ")(i);"
+                        " return s.src && s.src !== src && s.loaded; }", arg=[i, src],
+                        timeout=10_000)
+                except Exception:
+                    pass   # reported below: the figure did not change
+            now = target
+            seen.append(page.evaluate(JS_CONTROL_STATE, i))
+        for k, st in enumerate(seen):
+            label = f"control {i} at {st['readout']!r}"
+            if st["shown"] != 1:
+                problems.append(f"{label}: {st['shown']} figures shown (expected exactly 1)")
+            if not st["loaded"]:
+                problems.append(f"{label}: its figure did not load")
+            if not st["readout"] or st["readout"] not in st["caption"]:
+                problems.append(f"{label}: the caption {st['caption']!r} does not name the value")
+            if k and st["readout"] == seen[k - 1]["readout"]:
+                problems.append(f"{label}: the keyboard did not move the slider")
+            elif k and st["sig"] in [s["sig"] for s in seen[:k]]:
+                problems.append(f"{label}: the figure did not change")
+    return problems, n_controls
+
+
+def _position(page, i: int, attribute: str = "aria-valuenow") -> int:
+    """The slider's index (or, with aria-valuemax, its last index), as its handle reports it."""
+    return round(float(page.evaluate(
+        "([i, a]) => document.querySelectorAll('.mf-precomputed-control .noUi-handle')[i]"
+        ".getAttribute(a)", [i, attribute])))
+
+
 def watch(page) -> dict[str, list]:
     """Record what a reader's browser console would show while the page loads and runs."""
     log: dict[str, list] = {"pageerror": [], "console": [], "status": [], "failed": []}
@@ -334,11 +426,14 @@ def main() -> int:
                     page.wait_for_function(WIDGETS_RENDERED, timeout=args.timeout * 1000)
                 except Exception:
                     problems.append(f"{facts['widgetViews']} widget view(s) did not render")
+            control_problems, n_controls = check_controls(page, page_name, facts["widgetViews"] > 0)
+            problems += control_problems
             for img in page.evaluate(JS_PAGE_FACTS)["imgs"]:
                 f = (site / page_name).parent / unquote(urlparse(img["src"] or "").path)
                 if not img["ok"]:
                     problems.append(f"image {img['src']!r} did not load")
-                elif not img["src"].startswith("data:") and (not f.exists() or f.stat().st_size == 0):
+                elif (not img["src"].startswith(("data:", "blob:"))    # blob: a widget's image
+                      and (not f.exists() or f.stat().st_size == 0)):
                     problems.append(f"image file {img['src']!r} missing or empty")
             page.evaluate("document.fonts.ready.then(() => true)")   # widths with the final fonts
             page.evaluate(FETCH_ICON)
@@ -353,7 +448,7 @@ def main() -> int:
             n_img = len(facts["imgs"])
             status = "ok" if not problems else "FAIL"
             print(f"  {status:4} {page_name:32} math={facts['mjx']:4d} figures={n_img:2d} "
-                  f"widgets={facts['widgetViews']:2d} -> {shot}")
+                  f"widgets={facts['widgetViews']:2d} controls={n_controls} -> {shot}")
             failures += [f"{page_name}: {p}" for p in problems]
             page.close()
         # Search: a student looks up the central object of chapter 5.
