@@ -283,6 +283,21 @@ def test_exercise_multiplier_for_relu(rng):
         assert abs(st.solve(D, lam=0.0).multiplier) < 1e-12
 
 
+def test_relu_minimiser_without_weight_decay_depends_only_on_the_mean_radius():
+    """Chapter 3, Figure 3.2: without weight decay the anisotropic optimum lives on the ray r2 = 0,
+    where a ReLU network depends on the radial law only through its mean; the solver may put an
+    atom at the grid's edge, but a grid reaching further (same spacing) changes neither the risk
+    nor the mean radius, and the support stays on r2 = 0."""
+    p = mf.problems.AnisotropicGaussians(20, 10, 0.5)
+    res = [st.solve(st.reduced_dictionary(p, st.polar_grid(r_max, n_r, 6), n_quad=8), lam=0.0)
+           for r_max, n_r in ((2.0, 40), (3.0, 60))]
+    for r in res:
+        assert (r.atoms[:, 1] == 0).all() and r.gap < 1e-12
+    assert abs(res[0].risk - res[1].risk) < 1e-12
+    means = [r.weights @ r.atoms[:, 0] for r in res]
+    assert abs(means[0] - means[1]) < 1e-8
+
+
 def test_polar_grid():
     G = st.polar_grid(2.0, 4, 5)
     assert G.shape == (21, 2) and (G >= 0).all() and np.allclose(np.hypot(*G[1:].T).max(), 2.0)
