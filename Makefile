@@ -38,7 +38,7 @@ chromium:
 	  timeout 600 bash -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null'; }
 
 ## make book: execute every notebook afresh and build the HTML into _build/html
-book: venv vendor
+book: venv vendor mnist
 	sed 's/execute_notebooks: "off"/execute_notebooks: "force"/' _config.yml > _build_config.yml
 	trap 'rm -f _build_config.yml' EXIT
 	timeout 1800 $(BIN)/jb build . --config _build_config.yml -W -n --keep-going
@@ -85,7 +85,7 @@ labcheck: venv chromium
 	timeout 180 $(BIN)/python tests/check_lab.py book/03_statics.ipynb --screenshots _build/screenshots
 
 ## make notebooks: re-execute the notebooks in place (authors: after changing mflib or a chapter)
-notebooks: venv
+notebooks: venv mnist
 	for nb in $(NOTEBOOKS); do echo "== $$nb"; timeout 600 $(BIN)/jupyter nbconvert --to notebook --execute \
 	  --inplace --ExecutePreprocessor.timeout=300 $$nb; done
 
