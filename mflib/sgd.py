@@ -88,9 +88,34 @@ neurons, of the past and of the data. So the joint law of the block-end weights 
 pre-activations is that of the loop for one block, and, the noise of different blocks being
 independent, by induction for the whole run (blocks end at record steps, so every recorded
 :math:`W` and risk has the loop's law). Weights inside a block are never formed. Requires
-:math:`c > 0` (else the per-step stream is used). Cost per step, :math:`N = 800`, :math:`d = 320`,
-float64, blocks of 128 (:data:`NOISE_BLOCK_ROWS`): about 2.7 times a noiseless step (normals
-:math:`N(d + R - B)/K` per step, one extra product of the same size as :math:`H`).
+:math:`c > 0` (else the per-step stream is used). Cost per step, :math:`N = 800`, :math:`d = 320`:
+about 2.7 times a noiseless step in float64 with blocks of 128 rows (:data:`NOISE_BLOCK_ROWS`),
+and 2.9 times in float32 with blocks of 256 (:data:`NOISE_BLOCK_ROWS_F32`; 3.4 times with 128)
+(normals: :math:`N(d + R - B)/K` per step, most of the cost; one extra product of the size of
+:math:`H` plus the bridge part).
+
+Divergence. A run diverges, with a :class:`~mflib.runs.DivergenceError` naming the step, the
+time and a smaller ``eps``, when (a) the prediction or the weights become non-finite, or the
+weights exceed :data:`BLOWUP` times their initial scale (an unbounded activation such as ReLU
+with too large a step: the weights grow geometrically), or (b) the steps over-correct. A step
+changes the prediction on its own sample :math:`x` (batch 1) by :math:`g\,(y - f(x))` to first
+order, with the *gain*
+
+.. math::
+
+    g = \frac{\varepsilon}{B}\,|x|^2\,\frac1N\sum_i \sigma'(\langle w_i, x\rangle)^2
+
+(for a batch, the mean over its samples of :math:`|x_b|^2` times that mean): the residual
+:math:`y - f(x)` is multiplied by :math:`1 - g`, so for :math:`g > 2` each step enlarges the
+error it corrects (the stability bound of the least-mean-squares iteration). The engines keep an
+exponential average of :math:`g` over about :data:`GAIN_STEPS` = 8 steps (each step enters with
+weight 1/8) and stop when it exceeds :data:`GAIN_MAX` = 2: a gain above 2 held for a dozen or so
+steps, or one step with a gain above 16. This catches bounded activations (tanh, sigmoid, truncated ReLU),
+whose weights cannot grow geometrically: with too large a step they are thrown into the
+saturated region and the network stops learning, with finite weights (tanh at
+:math:`\varepsilon = 10`, :math:`d = 6`: gain about 60 from the first step). Runs of the book
+have :math:`g \le \varepsilon\,\mathrm{tr}\,\Sigma < 0.1`; the check reads values the step
+computes anyway and does not change the trajectory.
 
 Measured cost of a noiseless step at :math:`N = 800`, :math:`d = 320`, batch 1, float64, one
 core: 28 us, about one read of :math:`W` (26 us); its floor is the two products,
@@ -120,7 +145,10 @@ CHUNK = 4096
 BLOWUP = 1e6   # |w| beyond this (times the initial scale) is treated as divergence
 BLOCK_ROWS = 64   # default samples per block of the fast engine (steps per block: BLOCK_ROWS // batch)
 NOISE_BLOCK_ROWS = 128   # the same with Langevin noise (longer blocks: fewer end-of-block normals)
+NOISE_BLOCK_ROWS_F32 = 256   # the same in float32 (its products are cheaper next to the normals)
 _SUB_ROWS = 8     # rows per sub-block of the sequential kernel
+GAIN_MAX = 2.0    # a run whose steps' gain (module docstring, Divergence) averages above this diverges
+GAIN_STEPS = 8    # steps of that average (exponential; one step alone trips it past 2 * 8)
 
 
 @dataclass
@@ -184,6 +212,12 @@ def _validate(problem, W0, eps, steps, batch, lam, beta, rng):
 _BLOWN = f"the weights became non-finite or exceeded {BLOWUP:.0e} times their initial scale"
 
 
+def _over_gain(g):
+    return (f"its steps over-corrected: the gain eps/B |x|^2 mean_i sigma'(<w_i, x>)^2, averaged "
+            f"over about {GAIN_STEPS} steps, reached {g:.3g} > {GAIN_MAX:g} (each step then "
+            f"enlarges the error on its own samples)")
+
+
 def _recorder(grid, eps, progress, threads=None):
     """The run skeleton of both engines (:class:`mflib.runs.Recorder`)."""
     return _runs.Recorder(grid, eps, progress=progress, desc="SGD", threshold=20000,
@@ -205,13 +239,18 @@ def run_reference(problem: Problem, W0, eps: float, steps: int, batch: int = 1, 
     stream = _DataStream(problem, data_rng)
     limit = BLOWUP * max(np.abs(W0).max(), 1.0)
     noise_amp = np.sqrt(2.0 * eps / beta) if beta is not None else 0.0
+    gain = np.zeros(1)
     with _recorder(grid, eps, progress) as rec:
         for k0, k1 in rec.spans():
-            for _ in range(k0, k1):
+            for k in range(k0, k1):
                 X, y = stream.take(batch)
                 H = X @ W.T                                   # (B, N)
                 r = y - act.sigma(H).sum(axis=1) / N          # (B,)
-                C = act.dsigma(H) * r[:, None]                # (B, N)
+                D = act.dsigma(H)
+                if _gain_update(gain, eps / batch * np.mean((X * X).sum(axis=1)
+                                                            * (D * D).mean(axis=1))):
+                    raise rec.diverged(k, _over_gain(gain[0]))
+                C = D * r[:, None]                            # (B, N)
                 step = (eps / batch) * (C.T @ X)
                 if lam:
                     step -= eps * lam * W
@@ -298,14 +337,30 @@ def _row_mean_sigma(h, code):
 
 @numba.njit(cache=True)
 def _row_coeffs(h, code, coef, a):
-    """a_i = coef * sigma'(h_i)."""
+    """a_i = coef * sigma'(h_i); returns sum_i sigma'(h_i)^2 (for the step's gain)."""
     n = h.size
+    s2 = 0.0
     if code == _RELU:
+        active = 0
         for i in range(n):
-            a[i] = coef if h[i] > 0.0 else 0.0
+            on = h[i] > 0.0
+            a[i] = coef if on else 0.0
+            active += 1 if on else 0
+        s2 = float(active)
     else:
         for i in range(n):
-            a[i] = coef * _dsigma_scalar(h[i], code)
+            ds = _dsigma_scalar(h[i], code)
+            a[i] = coef * ds
+            s2 += ds * ds
+    return s2
+
+
+@numba.njit(cache=True)
+def _gain_update(gain, g):
+    """One step of the exponential average of the gain (:data:`GAIN_STEPS`); True past
+    :data:`GAIN_MAX`. ``gain`` (1,) float64 carries the average from step to step."""
+    gain[0] += (g - gain[0]) * (1.0 / GAIN_STEPS)
+    return gain[0] > GAIN_MAX
 
 
 @numba.njit(cache=True)
@@ -320,14 +375,16 @@ def _rank8_update(h, w, A, ra):
 
 
 @numba.njit(cache=True, nogil=True)
-def _block_kernel(H, G, y, scale, B, c, code, A):
+def _block_kernel(H, G, y, scale, B, c, code, A, gain):
     """Sequential part of one block of K = R / B steps (see the module docstring).
 
     H (R, N): pre-activations against the weights at the start of the block (overwritten);
     G (R, R): Gram matrix of the block's samples; y (R,); scale = eps / B; c = 1 - eps lam.
     Fills A (R, N) with the coefficient rows, row block k scaled by c^(K-1-k), so that the
     weights after the block are c^K W + A^T X_blk. Returns the index (within the block) of the
-    first step whose prediction is non-finite, or -1.
+    first step whose prediction is non-finite, or -1. ``gain`` (2,) float64: the running
+    average of the steps' gains (:func:`_gain_update`), and on return the index of the step at
+    which it passed :data:`GAIN_MAX` (the block stops there), or -1.
 
     The corrections H_m <- c H_m + G_mk a_k are applied eagerly inside sub-blocks of about
     _SUB_ROWS rows, and to the rows after a sub-block all at once (a blocked triangular solve:
@@ -337,16 +394,21 @@ def _block_kernel(H, G, y, scale, B, c, code, A):
     K = R // B
     L = max(1, _SUB_ROWS // B)              # steps per sub-block
     w = np.empty(L * B, H.dtype)
+    gain[1] = -1.0
     for s0 in range(0, K, L):
         s1 = min(K, s0 + L)
         ra, rb = s0 * B, s1 * B
         for k in range(s0, s1):
             r0 = k * B
+            g = 0.0
             for r in range(r0, r0 + B):
                 f, q = _row_mean_sigma(H[r], code)
                 if not (math.isfinite(f) and math.isfinite(q)):
                     return k
-                _row_coeffs(H[r], code, scale * (y[r] - f), A[r])
+                g += G[r, r] * _row_coeffs(H[r], code, scale * (y[r] - f), A[r])
+            if _gain_update(gain, scale * g / (N * B)):
+                gain[1] = k
+                return -1
             for m in range(r0 + B, rb):        # rows of the same sub-block: eagerly
                 Hm = H[m]
                 if c != 1.0:
@@ -390,17 +452,23 @@ def _block_kernel(H, G, y, scale, B, c, code, A):
     return -1
 
 
-def _block_numpy(H, G, y, scale, B, c, act, A):
+def _block_numpy(H, G, y, scale, B, c, act, A, gain):
     """:func:`_block_kernel` for any activation, the per-step part in vectorised NumPy."""
     R, N = H.shape
     K = R // B
+    gain[1] = -1.0
     for k in range(K):
         rows, later = slice(k * B, (k + 1) * B), slice((k + 1) * B, R)
         h = H[rows]
         f = act.sigma(h).sum(axis=1) / N
         if not (np.all(np.isfinite(f)) and np.all(np.isfinite(h))):
             return k
-        A[rows] = (scale * (y[rows] - f))[:, None] * act.dsigma(h)
+        ds = act.dsigma(h)
+        A[rows] = (scale * (y[rows] - f))[:, None] * ds
+        g = float(np.diagonal(G)[rows] @ (ds.astype(np.float64) ** 2).sum(axis=1))
+        if _gain_update(gain, scale * g / (N * B)):
+            gain[1] = k
+            return -1
         if c != 1.0:
             H[later] *= c
         H[later] += G[later, rows] @ A[rows]
@@ -593,17 +661,28 @@ def _run_fast(problem, W0, eps, steps, batch, lam, beta, rng, grid, snapshots, p
         else:
             rec.record(risk=np.nan, W=W if snapshots else None)
 
-    def sequential(H, G, y, c_blk):
+    gain = np.zeros(2)   # running average of the steps' gains; step where it passed GAIN_MAX
+
+    def sequential(H, G, y, c_blk, k0):
         if code == _GENERIC:
-            return _block_numpy(H, G, y, scale, batch, c_blk, act, A_buf[: H.shape[0]])
-        return _block_kernel(H, G, y, dt(scale), batch, dt(c_blk), code, A_buf[: H.shape[0]])
+            j = _block_numpy(H, G, y, scale, batch, c_blk, act, A_buf[: H.shape[0]], gain)
+        else:
+            j = _block_kernel(H, G, y, dt(scale), batch, dt(c_blk), code, A_buf[: H.shape[0]],
+                              gain)
+        if j >= 0:
+            raise rec.diverged(k0 + j, "the network's prediction became non-finite")
+        if gain[1] >= 0:
+            raise rec.diverged(k0 + int(gain[1]), _over_gain(gain[0]))
 
     k = 0
     with _recorder(grid, eps, progress, threads) as rec, contextlib.closing(stream):
         # Langevin noise in blocks needs c > 0 (pre-activation noise is carried divided by c^m).
         blocked_noise = beta is not None and noise == "block" and c > 0.0
         if beta is None or blocked_noise:
-            rows = BLOCK_ROWS if beta is None else NOISE_BLOCK_ROWS
+            if beta is None:
+                rows = BLOCK_ROWS
+            else:
+                rows = NOISE_BLOCK_ROWS if dt is np.float64 else NOISE_BLOCK_ROWS_F32
             K_max = block if block is not None else max(1, rows // batch)
             if blocked_noise and c < 1.0:   # keep c^-m (noise carried in H) far from overflow
                 K_max = max(1, min(K_max, int(math.log(1e-20) / math.log(c))))
@@ -626,9 +705,7 @@ def _run_fast(problem, W0, eps, steps, batch, lam, beta, rng, grid, snapshots, p
                     np.matmul(Xb, Xb.T, out=G)
                     if blocked_noise:
                         amp_end = _block_noise(H, G, Xb, K, batch, c, amp, noise_rng, E_buf, P_buf)
-                    j = sequential(H, G, yb, c)
-                    if j >= 0:
-                        raise rec.diverged(k + j, "the network's prediction became non-finite")
+                    sequential(H, G, yb, c, k)
                     np.matmul(A_buf[:R].T, Xb, out=T_buf)
                     if blocked_noise:
                         bad = _end_block_noise(W, T_buf, E_buf[:, :d], dt(c ** K), dt(amp_end), limit)
@@ -643,15 +720,15 @@ def _run_fast(problem, W0, eps, steps, batch, lam, beta, rng, grid, snapshots, p
         else:
             amp = math.sqrt(2.0 * eps / beta)
             H = np.empty((batch, N), dtype)
-            G = np.empty((batch, batch), dtype)   # unused by a one-step block
+            G = np.empty((batch, batch), dtype)
             A_buf = np.empty((batch, N), dtype)
             g = np.empty((N, d))                  # float64 normals: the same stream for both dtypes
             for _, target in rec.spans():
                 while k < target:
                     Xk, yk = stream.take(batch)
                     np.matmul(Xk, W.T, out=H)
-                    if sequential(H, G, yk, 1.0) >= 0:
-                        raise rec.diverged(k, "the network's prediction became non-finite")
+                    np.matmul(Xk, Xk.T, out=G)
+                    sequential(H, G, yk, 1.0, k)
                     noise_rng.standard_normal(out=g)
                     if _noisy_update(W, A_buf, Xk, dt(c), dt(amp), g, limit):
                         raise rec.diverged(k + 1, _BLOWN)
@@ -711,8 +788,8 @@ def run(problem: Problem, W0, eps: float, steps: int, batch: int = 1, lam: float
         :math:`10^4` steps the weights differed by :math:`3\times 10^{-3}` of their size (a few
         ReLU kinks crossed differently) and the risks by :math:`4\times 10^{-8}`.
     block : int, optional
-        Steps per block (default ``64 // batch`` without noise, ``128 // batch`` with, at least
-        1). Changes the speed, not the result (with noise: not its law).
+        Steps per block (default ``64 // batch`` without noise, ``128 // batch`` with (float32:
+        ``256 // batch``), at least 1). Changes the speed, not the result (with noise: not its law).
     record_risk : bool
         ``False`` skips the exact risk (``risk`` is then NaN): for timing, or when only
         ``snapshots`` are wanted.

@@ -188,6 +188,33 @@ def test_divergence_names_step(problem, W0, engine, kw):
             engine(problem, W0, 100.0, 500, rng=np.random.default_rng(0), **kw)
 
 
+@pytest.mark.parametrize("engine", [sgd.run, sgd.run_reference])
+@pytest.mark.parametrize("activation", ["tanh", "sigmoid", "truncated_relu", "relu"])
+def test_divergence_of_bounded_activations_by_gain(engine, activation):
+    """Issue 20: tanh at eps = 10 used to return normally (bounded activations cannot blow up:
+    the weights are thrown into saturation). The steps' gain eps/B |x|^2 mean sigma'^2 is far
+    above GAIN_MAX = 2: a DivergenceError at the first steps, with a suggested eps; at eps = 0.05
+    (gain about 0.3) the same run goes through."""
+    p = mf.problems.AnisotropicGaussians(6, 2, 0.5, activation=activation)
+    W0 = 0.3 * np.random.default_rng(0).standard_normal((5, 6))
+    with pytest.raises(mf.runs.DivergenceError, match="over-corrected") as e:
+        engine(p, W0, eps=10.0, steps=2000, rng=np.random.default_rng(1), record_every=500)
+    assert e.value.step < 10 and "e.g. 1" in e.value.advice
+    tr = engine(p, W0, eps=0.05, steps=2000, rng=np.random.default_rng(1), record_every=500)
+    assert np.all(np.isfinite(tr.risk))
+
+
+def test_gain_average_and_threshold():
+    """The gain check is an exponential average over GAIN_STEPS steps against GAIN_MAX: one step
+    of gain 2 * GAIN_STEPS - 1 alone does not trip it, 2 * GAIN_STEPS + 1 does; a gain of 2.5
+    held trips it after a few steps, 1.9 held never does."""
+    for g, trips in ((2 * sgd.GAIN_STEPS - 1, False), (2 * sgd.GAIN_STEPS + 1, True)):
+        assert sgd._gain_update(np.zeros(2), float(g)) is trips
+    for g, trips in ((2.5, True), (1.9, False)):
+        state = np.zeros(2)
+        assert any(sgd._gain_update(state, g) for _ in range(200)) is trips
+
+
 @pytest.mark.parametrize("kw, exc, word", [
     (dict(eps=0.0), ValueError, "eps"),
     (dict(eps=-1.0), ValueError, "eps"),
