@@ -9,8 +9,9 @@ Built in (look them up with :func:`get`):
 
 * ``relu``: :math:`\sigma(t) = \max(t, 0)`;
 * ``truncated_relu``: :math:`0` for :math:`t < 0`, :math:`t` on :math:`[0, 1]`, :math:`1` above,
-  the bounded activation of the approximation theorem in the seed slides;
-* ``sigmoid``: :math:`\sigma(t) = 1 / (1 + e^{-2t})` (the slides' normalisation);
+  the bounded activation of the anisotropic-Gaussian application theorem of Mei, Misiakiewicz
+  and Montanari (2019);
+* ``sigmoid``: :math:`\sigma(t) = 1 / (1 + e^{-2t}) = (1 + \tanh t)/2`;
 * ``tanh``;
 * ``identity``: :math:`\sigma(t) = t`, the linear-Gaussian case of chapter 7 whose noise
   covariance has a closed form;

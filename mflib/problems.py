@@ -382,7 +382,7 @@ class _CentredGaussianMixture(Problem):
 
 
 class AnisotropicGaussians(_CentredGaussianMixture):
-    r"""Centred anisotropic Gaussians (Mei, Montanari and Nguyen 2018; the seed slides' example).
+    r"""Centred anisotropic Gaussians (Mei, Montanari and Nguyen 2018).
 
     With probability 1/2, :math:`y = +1` and :math:`x \sim \mathcal N(0, \Sigma_+)`; otherwise
     :math:`y = -1` and :math:`x \sim \mathcal N(0, \Sigma_-)`, where

@@ -1,6 +1,6 @@
 r"""Neurons :math:`\theta = (a, b, w)`,
 :math:`\sigma_*(x;\theta) = a\,\mathrm{relu}(\langle w, x\rangle + b)`, on the anisotropic-Gaussian
-problem, in reduced coordinates (chapter 4, the seed slides' "Example III").
+problem, in reduced coordinates (Example III of Misiakiewicz's 2021 lectures).
 
 For :class:`~mflib.problems.AnisotropicGaussians` the data are invariant under rotations of
 :math:`V` (the first :math:`s_0` coordinates) and of :math:`V^\perp`, so a law of :math:`\theta` that

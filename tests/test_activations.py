@@ -24,7 +24,7 @@ def test_truncated_relu_values():
     assert tr.kinks == (0.0, 1.0)
 
 
-def test_sigmoid_normalisation_of_the_slides():
+def test_sigmoid_normalisation_is_half_of_one_plus_tanh():
     s = mf.activations.sigmoid
     t = np.array([-2.0, 0.0, 1.5])
     np.testing.assert_allclose(s(t), 1 / (1 + np.exp(-2 * t)), rtol=1e-15)

@@ -57,7 +57,7 @@ def test_amplification_factors():
 
 @pytest.mark.parametrize("eps", [0.01, 0.3, 2.0, 50.0])
 def test_proximal_energy_inequality_nonconvex(eps):
-    """F(x_{k+1}) + |x_{k+1} - x_k|^2/(2 eps) <= F(x_k) along backward Euler (lecture notes)."""
+    """F(x_{k+1}) + |x_{k+1} - x_k|^2/(2 eps) <= F(x_k) along backward Euler."""
     obj = J.double_well_2d(k=20.0, c=0.5)
     for x0 in ([0.05, 1.0], [-1.5, -0.5], [2.0, 3.0]):
         X = J.backward_euler(obj.F, obj.grad, x0, eps, 15, hess_F=obj.hess)
