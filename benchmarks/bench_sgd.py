@@ -18,10 +18,12 @@ that load from other processes spreads evenly):
 The limit, measured here too: reading W once per step (the gemv W @ x: the floor of any loop that
 updates W one step at a time), and the matrix-multiply rate (4 N d flops per step is the floor of
 the blocked engine's two products), plus the data sampling that every loop pays.
-Noisy SGD (beta given): mflib's cost per step (noise drawn per block, exact in law), against the
-noiseless step (target: at most 3 times) and against the per-step noise stream (_noise="step") and
-the cost of drawing its N d normals alone. One exact risk record (problem.risk, the compiled ReLU
-pair sum) against the dense pair sum it replaced (Problem.risk: U(W).sum()); target 10 times.
+Noisy SGD (beta given): mflib's cost per step (noise drawn per block, exact in law), float64 and
+float32, against the noiseless step of the same precision (target: at most 3 times) and against
+the per-step noise stream (_noise="step") and the cost of drawing its N d normals alone. One exact
+risk record (problem.risk: two Gram matrices by syrk and the ReLU pair sum over i <= j in SIMD
+lanes) against the dense pair sum (Problem.risk: U(W).sum()), target 10 times, and its pair-sum
+kernel against the scalar one (one libm atan2, and sin and cos for obtuse pairs, per pair).
 
 Run:  python benchmarks/bench_sgd.py [--steps 12288] [--repeats 3] [--noisy-steps 4096] [--out FILE]
 (with torch: pip install -r requirements-bench.txt in a separate environment; see README.md).
@@ -211,16 +213,30 @@ def main(argv=None):
         mf.sgd.run(problem, W0, EPS, steps, beta=1e4, rng=np.random.default_rng(3),
                    record_risk=False, progress=False, **kw)
     noisy()
+    noisy(dtype=np.float32)
     noisy(step_steps, _noise="step")
-    t_noisy, t_step, t_normals = [], [], []
+    t_noisy, t_noisy32, t_step, t_normals = [], [], [], []
     for _ in range(args.repeats):
         t_noisy.append(best_of(noisy, 1)[2] / args.noisy_steps * 1e6)
+        t_noisy32.append(best_of(lambda: noisy(dtype=np.float32), 1)[2] / args.noisy_steps * 1e6)
         t_step.append(best_of(lambda: noisy(step_steps, _noise="step"), 1)[2] / step_steps * 1e6)
         t_normals.append(best_of(lambda: rng.standard_normal(out=g), 5)[2] * 1e6)
+    Gs = np.stack([W0[:, :S0] @ W0[:, :S0].T, W0[:, S0:] @ W0[:, S0:].T])   # the risk's Gram matrices
+    coef = np.array([[(1 + DELTA) ** 2, 1.0], [(1 - DELTA) ** 2, 1.0]])
+    half = np.array([0.5, 0.5])
+    risk_timed = {"risk": lambda: problem.risk(W0),
+                  "dense": lambda: mf.problems.Problem.risk(problem, W0),
+                  "simd": lambda: mf.problems._relu_pair_sum_simd(Gs, coef, half),
+                  "scalar": lambda: mf.problems._relu_pair_sum(Gs, coef, half)}
+    t_rec = {k: [] for k in risk_timed}
     with threadpool_limits(1, user_api="blas"):
-        problem.risk(W0)
-        t_risk = best_of(lambda: problem.risk(W0), args.repeats)[2]
-        t_dense = best_of(lambda: mf.problems.Problem.risk(problem, W0), args.repeats)[2]
+        for f in risk_timed.values():   # compile / load the kernels
+            f()
+        for _ in range(3 * args.repeats):   # interleaved, as the loops above
+            for k, f in risk_timed.items():
+                t_rec[k].append(best_of(f, 1)[2])
+    t_risk, t_dense, t_simd, t_scalar = (min(t_rec[k]) for k in risk_timed)
+    risk_err = abs(problem.risk(W0) / mf.problems.Problem.risk(problem, W0) - 1)
 
     # 4. Report.
     out = ["", check, "",
@@ -245,9 +261,14 @@ def main(argv=None):
             f"({step_steps} steps)",
             f"  drawing N d = {N * D} normals alone           {min(t_normals):10.1f} us/step "
             f"({min(t_normals) / min(t_step):.0%} of the per-step noisy step)",
+            f"  mflib.sgd.run with beta, float32                {min(t_noisy32):10.1f} us/step "
+            f"({args.noisy_steps} steps)",
             "exact population risk, one record, 1 thread, CPU time (min over repeats)",
-            f"  problem.risk (compiled ReLU pair sum, i <= j)   {t_risk * 1e3:8.1f} ms",
-            f"  Problem.risk (dense U(W).sum(), before)         {t_dense * 1e3:8.1f} ms"]
+            f"  problem.risk (syrk + SIMD ReLU pair sum, i <= j) {t_risk * 1e3:7.2f} ms   "
+            f"(relative difference from the dense sum: {risk_err:.0e}, bound 1e-12)",
+            f"  Problem.risk (dense U(W).sum())                  {t_dense * 1e3:7.2f} ms",
+            f"  pair sum alone, SIMD kernel                      {t_simd * 1e3:7.2f} ms",
+            f"  pair sum alone, scalar kernel (atan2 per pair)   {t_scalar * 1e3:7.2f} ms"]
 
     def best(prefix):
         keys = [k for k in wall if k[0].startswith(prefix)]
@@ -260,6 +281,7 @@ def main(argv=None):
     m64_1 = min(wall[("mflib.sgd.run float64", 1)])
     data_us = lim["data: problem.sample, per sample (CPU time)"] * 1e6
     c64_1 = min(cpu[("mflib.sgd.run float64", 1)]) + (data_us if args.steps > CHUNK else 0.0)
+    c32_1 = min(cpu[("mflib.sgd.run float32", 1)]) + (data_us if args.steps > CHUNK else 0.0)
     out += ["", "ratios (wall min, each loop at its best thread count)"]
     if torch is not None:
         for spelling in ("outer", "addr_"):
@@ -282,9 +304,12 @@ def main(argv=None):
     out += [f"  mflib f64 / read W once                           {c64_1 / read:6.2f}",
             f"  noisy / noiseless mflib f64 step                  {min(t_noisy) / c64_1:6.2f}x   "
             "(target <= 3)",
+            f"  noisy / noiseless mflib f32 step                  {min(t_noisy32) / c32_1:6.2f}x   "
+            "(target <= 3)",
             f"  per-step noise stream / noiseless step            {min(t_step) / c64_1:6.0f}x",
             f"  record speed-up: dense / compiled risk            {t_dense / t_risk:6.1f}x   "
             "(target >= 10)",
+            f"  pair sum: scalar / SIMD kernel                    {t_scalar / t_simd:6.1f}x",
             f"load average at end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}"]
     print("\n".join(out), flush=True)
     if args.out:

@@ -775,8 +775,9 @@ def run(problem: Problem, W0, eps: float, steps: int, batch: int = 1, lam: float
     record_every, n_log : int, optional
         Record every ``record_every`` steps, or on ``n_log`` log-spaced steps; 0 and ``steps``
         are always recorded. The exact risk costs :math:`O(N^2 d)` per record (for ReLU,
-        :math:`N = 800`, :math:`d = 320`, one busy core: 24 ms, the time of some 1000 steps;
-        the dense pair sum it replaced took 95 ms): prefer ``n_log``.
+        :math:`N = 800`, :math:`d = 320`, one core: about 8 ms, two Gram matrices and a pair sum
+        in SIMD lanes, the time of some 350 steps; the dense pair sum takes 85 ms): prefer
+        ``n_log``.
     snapshots : bool
         Also keep the weights at the record times.
     progress : bool or None
