@@ -906,21 +906,31 @@ def _chaos_init(rec: dict, p: int, dtype) -> np.ndarray:
     return (rec["init_std"] * rng_init.standard_normal((rec["N"], p), dtype=np.float32)).astype(dtype)
 
 
-def _chaos_task(rec: dict) -> dict:
-    from . import chaos, losses
+def _chaos_sgd(rec: dict, stream: int, keep_init: bool = False):
+    """The SGD run both chaos sweeps make: the data, the run (initial weights from ``rec["seed"]``,
+    batches from ``stream``), the first fields of the result, and the initial weights if
+    ``keep_init`` (else None: at N = 50,000 they are 1.5 GB, drawn again when needed)."""
+    from . import chaos
 
     Xtr, ytr, Xte, yte = _chaos_data(rec["data"])
-    n, d = Xtr.shape
-    C = 10
-    p = C * d
-    N, b = rec["N"], rec["width_exponent"]
     dtype = np.dtype(rec["dtype"]).type
-    rng_batch = np.random.default_rng(rec["seed"]).spawn(2)[1]
-    n_T = chaos.n_steps(rec["T"], N, rec["base_step"], rec["alpha"], b)
-    r = chaos.sgd(_chaos_init(rec, p, dtype), Xtr, ytr, base_step=rec["base_step"], alpha=rec["alpha"],
-                  width_exponent=b, M=rec["M"], steps=n_T, loss="cross_entropy", activation="relu",
-                  rng=rng_batch, average_from=n_T // 2, dtype=dtype, progress=False)
+    W0 = _chaos_init(rec, 10 * Xtr.shape[1], dtype)
+    rng_batch = np.random.default_rng(stream).spawn(2)[1]
+    n_T = chaos.n_steps(rec["T"], rec["N"], rec["base_step"], rec["alpha"], rec["width_exponent"])
+    r = chaos.sgd(W0, Xtr, ytr, base_step=rec["base_step"], alpha=rec["alpha"],
+                  width_exponent=rec["width_exponent"], M=rec["M"], steps=n_T,
+                  loss="cross_entropy", activation="relu", rng=rng_batch, average_from=n_T // 2,
+                  dtype=dtype, progress=False)
     out = {"n_steps": np.int64(n_T), "dt": r.schedule.dt}
+    return (Xtr, ytr, Xte, yte), r, out, (W0 if keep_init else None)
+
+
+def _chaos_task(rec: dict) -> dict:
+    from . import losses
+
+    (Xtr, ytr, Xte, yte), r, out, _ = _chaos_sgd(rec, rec["seed"])
+    d, C, N = Xtr.shape[1], 10, rec["N"]
+    p, dtype = C * d, np.dtype(rec["dtype"]).type
     for tag, W in (("", r.W), ("_avg", r.W_avg)):
         for split, X, y in (("train", Xtr, ytr), ("test", Xte, yte)):
             f = _outputs_chunked(X, W, C)
@@ -983,21 +993,10 @@ def _chaos_mnist_task(rec: dict) -> dict:
     ``stream`` (``stream == seed`` is exactly chaos-paper's task), summarised by accuracies, the
     per-image correctness on the 2,000 test digits (paired comparisons) and weight quantiles on a
     lattice of 25 pixels for every class (250 coordinates) and on the :data:`CHAOS_SHOWN` ones."""
-    from . import chaos, losses
+    from . import losses
 
-    Xtr, ytr, Xte, yte = _chaos_data(rec["data"])
-    n, d = Xtr.shape
-    C = 10
-    p = C * d
-    N, b = rec["N"], rec["width_exponent"]
-    dtype = np.dtype(rec["dtype"]).type
-    rng_batch = np.random.default_rng(rec["stream"]).spawn(2)[1]
-    n_T = chaos.n_steps(rec["T"], N, rec["base_step"], rec["alpha"], b)
-    W0 = _chaos_init(rec, p, dtype)
-    r = chaos.sgd(W0, Xtr, ytr, base_step=rec["base_step"], alpha=rec["alpha"],
-                  width_exponent=b, M=rec["M"], steps=n_T, loss="cross_entropy", activation="relu",
-                  rng=rng_batch, average_from=n_T // 2, dtype=dtype, progress=False)
-    out = {"n_steps": np.int64(n_T), "dt": r.schedule.dt}
+    (Xtr, ytr, Xte, yte), r, out, W0 = _chaos_sgd(rec, rec["stream"], keep_init=True)
+    d, C, N = Xtr.shape[1], 10, rec["N"]
     for tag, W in (("", r.W), ("_avg", r.W_avg)):
         if not rec["eval_train"]:               # same outputs for every record: NaN = not measured
             out[f"acc_train{tag}"] = out[f"loss_train{tag}"] = np.nan
