@@ -232,7 +232,7 @@ def main(argv=None):
     with threadpool_limits(1, user_api="blas"):
         for f in risk_timed.values():   # compile / load the kernels
             f()
-        for _ in range(3 * args.repeats):   # interleaved, as the loops above
+        for _ in range(10 * args.repeats):   # interleaved, as the loops above
             for k, f in risk_timed.items():
                 t_rec[k].append(best_of(f, 1)[2])
     t_risk, t_dense, t_simd, t_scalar = (min(t_rec[k]) for k in risk_timed)

@@ -205,19 +205,14 @@ def _relu_pair_panel(Gp, coef, weights, A, S, i0, P, buf):
     return total
 
 
-@numba.njit(cache=True, error_model="numpy")
 def _relu_pair_sum_simd(Gs, coef, weights):
     r""":func:`_relu_pair_sum` (same arguments, same pairs :math:`i \le j`) with the pairs in SIMD
-    lanes (:func:`_relu_pair_panel` on all rows at once). At :math:`N = 800` (640k pair
-    evaluations), one core: about 3 ms against 16 ms for :func:`_relu_pair_sum`; equal to it
-    within :math:`10^{-13}` relative (tests/test_risk_kernel.py)."""
-    n_g, N = Gs.shape[0], Gs.shape[1]
-    n_c = coef.shape[0]
-    A = np.zeros((n_c, N))
-    for c in range(n_c):
-        for i in range(N):
-            for g in range(n_g):
-                A[c, i] += coef[c, g] * Gs[g, i, i]
+    lanes (:func:`_relu_pair_panel` on all rows at once; the risk itself uses panels of rows).
+    At :math:`N = 800` (640k pair evaluations), one core: about 2.6 ms against 16 ms for
+    :func:`_relu_pair_sum`; equal to it within :math:`10^{-13}` relative
+    (tests/test_risk_kernel.py)."""
+    N = Gs.shape[1]
+    A = coef @ np.array([np.diagonal(G) for G in Gs])
     return 2.0 * _relu_pair_panel(Gs, coef, weights, A, np.sqrt(A), 0, N, np.empty(N))
 
 
