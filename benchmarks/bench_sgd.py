@@ -170,10 +170,9 @@ def record_timings(repeats):
     pair sum, and the SIMD and scalar pair-sum kernels alone, in a fresh process with one BLAS
     thread (as in a run: sgd.run records under one thread). A fresh process, because in this
     one, after the multi-threaded loops, the record was measured twice as slow; and ``repeats``
-    fresh processes, because on the 2-core virtual machine of the recorded run the record's
-    time was bimodal from one process to the next (about 7 ms in two processes out of three,
-    14 ms in the others, whatever ran before it; not understood, perhaps the placement of its
-    arrays). Also returns each process's record time."""
+    fresh processes, as a check that the record's time does not depend on where its arrays land
+    (it did, 7 or 14 ms, until mflib.problems._panel_workspace placed them against 4K aliasing).
+    Also returns each process's record time."""
     import json
     import subprocess
     code = _RECORD_CODE.format(D=D, S0=S0, DELTA=DELTA, N=N, KAPPA=KAPPA, rounds=10 * repeats)
