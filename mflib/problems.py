@@ -165,7 +165,7 @@ def _relu_pair_panel(Gp, coef, weights, A, S, i0, P, N, buf):
     half the diagonal term plus the pairs :math:`i < j < N`. ``Gp`` (n_g, >= P, >= N) holds
     :math:`G_g[i, j]` at ``[g, i - i0, j]`` (only :math:`j \ge i` is read); ``A`` (n_c, >= N) the
     variances :math:`C_{c,jj}`, ``S`` their square roots; ``buf`` (>= N,) workspace. The pairs of
-    a row are evaluated by :func:`mflib.quadrature._arccos1_simd` (no branches or library calls:
+    a row are evaluated by :func:`mflib.quadrature.arccos1_simd` (no branches or library calls:
     the loop over :math:`j` runs in SIMD lanes) into ``buf``, then summed. The loop stores to
     ``buf[j]`` while it loads ``Gp[g, i - i0, j]``, ``A[c, j]``, ``S[c, j]``: a load whose address
     equals that of a store a few iterations earlier modulo 4096 bytes waits for it (4K aliasing),
@@ -184,8 +184,8 @@ def _relu_pair_panel(Gp, coef, weights, A, S, i0, P, N, buf):
             u0, u1, v0, v1 = coef[0, 0], coef[0, 1], coef[1, 0], coef[1, 1]
             p0, p1, a0, a1, r0, r1 = weights[0], weights[1], A0[i], A1[i], S0[i], S1[i]
             for j in range(i + 1, N):
-                buf[j] = (p0 * _quad._arccos1_simd(a0 * A0[j], u0 * G0[j] + u1 * G1[j], r0 * S0[j])
-                          + p1 * _quad._arccos1_simd(a1 * A1[j], v0 * G0[j] + v1 * G1[j],
+                buf[j] = (p0 * _quad.arccos1_simd(a0 * A0[j], u0 * G0[j] + u1 * G1[j], r0 * S0[j])
+                          + p1 * _quad.arccos1_simd(a1 * A1[j], v0 * G0[j] + v1 * G1[j],
                                                      r1 * S1[j]))
             total += diag + _tail_sum(buf, i + 1, N)
             continue
@@ -195,13 +195,13 @@ def _relu_pair_panel(Gp, coef, weights, A, S, i0, P, N, buf):
             if n_g == 1:
                 a0, G0 = coef[c, 0], Gp[0, li]
                 for j in range(i + 1, N):
-                    buf[j] = _quad._arccos1_simd(Ai * Ac[j], a0 * G0[j], si * Sc[j])
+                    buf[j] = _quad.arccos1_simd(Ai * Ac[j], a0 * G0[j], si * Sc[j])
             else:
                 for j in range(i + 1, N):
                     C = 0.0
                     for g in range(n_g):
                         C += coef[c, g] * Gp[g, li, j]
-                    buf[j] = _quad._arccos1_simd(Ai * Ac[j], C, si * Sc[j])
+                    buf[j] = _quad.arccos1_simd(Ai * Ac[j], C, si * Sc[j])
             row += weights[c] * _tail_sum(buf, i + 1, N)
         total += diag + row
     return total

@@ -218,7 +218,7 @@ def _atan2_simd(y, x):
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def _arccos1_simd(AB, C, sqAB):
+def arccos1_simd(AB, C, sqAB):
     r""":func:`arccos1_scalar`'s ``k`` written without branches or library calls (selects only),
     for numba loops over many pairs that must vectorise (the ReLU risk's pair sum,
     :mod:`mflib.problems`). ``sqAB`` is :math:`\sqrt{AB}` (precomputed per neuron as
