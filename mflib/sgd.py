@@ -249,7 +249,7 @@ def run_reference(problem: Problem, W0, eps: float, steps: int, batch: int = 1, 
                 D = act.dsigma(H)
                 if _gain_update(gain, eps / batch * np.mean((X * X).sum(axis=1)
                                                             * (D * D).mean(axis=1))):
-                    raise rec.diverged(k, _over_gain(gain[0]))
+                    raise rec.diverged(k + 1, _over_gain(gain[0]))   # step k+1 enlarges the error
                 C = D * r[:, None]                            # (B, N)
                 step = (eps / batch) * (C.T @ X)
                 if lam:
@@ -672,7 +672,7 @@ def _run_fast(problem, W0, eps, steps, batch, lam, beta, rng, grid, snapshots, p
         if j >= 0:
             raise rec.diverged(k0 + j, "the network's prediction became non-finite")
         if gain[1] >= 0:
-            raise rec.diverged(k0 + int(gain[1]), _over_gain(gain[0]))
+            raise rec.diverged(k0 + int(gain[1]) + 1, _over_gain(gain[0]))   # as in run_reference
 
     k = 0
     with _recorder(grid, eps, progress, threads) as rec, contextlib.closing(stream):
