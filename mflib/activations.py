@@ -16,8 +16,8 @@ Built in (look them up with :func:`get`):
 * ``identity``: :math:`\sigma(t) = t`, the linear-Gaussian case of chapter 7 whose noise
   covariance has a closed form;
 * ``bump``: bounded, non-monotone, even and piecewise linear;
-* ``mmn``: bounded, non-monotone, piecewise linear, the activation of Mei, Montanari and Nguyen
-  (2018) for chapter 4's law of :math:`r` and two initialisations.
+* ``mmn``: bounded, non-monotone, piecewise linear, the activation of the two-initialisation
+  example of Mei, Montanari and Nguyen (2018) (chapter 4 uses it for the law of :math:`r` too).
 
 A user-supplied activation is any ``Activation(name, sigma, dsigma, kinks=())`` whose two callables
 act elementwise on NumPy arrays.
