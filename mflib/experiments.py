@@ -29,6 +29,10 @@ Registered here:
     time for two workers at ``nice -n 10`` on a shared two-core machine). ``--scale paper``: widths
     100 to 50,000 at ``T = 100`` and the table at ``N = 5,000``, ``T = 10^4``, ten seeds: 1.05e10
     neuron-steps, about 90 CPU-hours (the table is most of it).
+``chaos-mnist-wide``
+    chaos-mnist's ``widths`` group (same base record and task, ``T = 10``) continued to larger
+    widths: ``--scale small`` is N in {5,000, 10,000} x :math:`\beta` (6 runs, about 8
+    CPU-minutes, copy in ``book/data/``), ``--scale paper`` adds N = 20,000 and 50,000.
 ``synthetic``, ``synthetic-slow``
     a tiny Gaussian sweep for the tests (``synthetic-slow`` sleeps in every task).
 
@@ -1031,6 +1035,12 @@ def _chaos_mnist_task(rec: dict) -> dict:
     return out
 
 
+def _chaos_mnist_base(T: float) -> dict:
+    """The base record of every chaos-mnist run (and of chaos-mnist-wide's) at horizon ``T``."""
+    return dict(T=T, base_step=1.0, alpha=0.0, M=100, init_std=0.05, data="mnist", dtype="float32",
+                quantiles=32, fine_quantiles=256, eval_train=False, seed=0, stream=0)
+
+
 def _chaos_mnist_grid(scale: str) -> list[dict]:
     """Groups: ``widths`` (figure 1: N x beta), ``streams`` (a second batch stream, same initial
     weights), ``inits`` (other initial weights, same batches), ``gamma`` (figure 3: beta = 1,
@@ -1044,8 +1054,7 @@ def _chaos_mnist_grid(scale: str) -> list[dict]:
         Ns, T, top = [100, 1000, 10000, 50000], 100.0, 50000
         big_M, gammas = [400, 1600, 6400], [0.25, 0.0625]
         table = dict(N=5000, T=10000.0, seeds=list(range(10)))
-    base = dict(T=T, base_step=1.0, alpha=0.0, M=100, init_std=0.05, data="mnist", dtype="float32",
-                quantiles=32, fine_quantiles=256, eval_train=False, seed=0, stream=0)
+    base = _chaos_mnist_base(T)
     recs = [dict(base, group="widths", N=N, width_exponent=b) for N in Ns for b in (0.5, 0.75, 1.0)]
     recs += [dict(base, group="streams", N=top, width_exponent=b, stream=1) for b in (0.5, 0.75, 1.0)]
     recs += [dict(base, group="inits", N=top, width_exponent=b, seed=1) for b in (0.5, 1.0)]
@@ -1071,6 +1080,26 @@ register(Sweep(
     cost=_chaos_mnist_cost,
     description="chapter 7's controls on MNIST: widths x beta, a second batch stream, other "
                 "initial weights, base_step -> 0, large batches, and table 1 with paired seeds"))
+
+
+def _chaos_mnist_wide_grid(scale: str) -> list[dict]:
+    """chaos-mnist's ``widths`` group continued to larger ``N`` (same base record, same task):
+    ``small`` adds N = 5,000 and 10,000 to the small scale's 100 ... 2,000 at ``T = 10``;
+    ``paper`` continues the same series (``T = 10``) to N = 20,000 and 50,000."""
+    Ns = [5000, 10000] if scale == "small" else [5000, 10000, 20000, 50000]
+    base = _chaos_mnist_base(10.0)
+    return [dict(base, group="widths", N=N, width_exponent=b) for N in Ns for b in (0.5, 0.75, 1.0)]
+
+
+register(Sweep(
+    name="chaos-mnist-wide", task=_chaos_mnist_task, grid=_chaos_mnist_wide_grid, version="1",
+    dims=(),
+    result_dims={"q_lattice": ("level", "coord"), "q_shown": ("fine_level", "shown"),
+                 "shown_index": ("shown",), "lattice_index": ("coord",),
+                 "correct_test": ("test_image",), "correct_test_avg": ("test_image",)},
+    cost=_chaos_mnist_cost,
+    description="chaos-mnist's widths group (T = 10) continued to N = 5,000 and 10,000 "
+                "(small) or up to 50,000 (paper)"))
 
 
 # ----------------------------------------------------------------------------------------------

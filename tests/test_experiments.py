@@ -305,3 +305,19 @@ def test_chaos_mnist_grid_and_task():
     # another batch stream changes the run, not the initial weights' summary at T = 0
     other = ex.compute("chaos-mnist", dict(rec, stream=1, eval_train=False))
     assert not np.array_equal(other["q_shown"], a["q_shown"]) and np.isnan(other["acc_train"])
+
+
+def test_chaos_mnist_wide_continues_the_small_widths():
+    """chaos-mnist-wide is chaos-mnist's widths group (same base record) at larger N only, so the
+    chapter can put both files on one width axis; chaos-mnist's own records are untouched."""
+    small = [r for r in ex.records("chaos-mnist", "small") if r["group"] == "widths"]
+    wide = ex.records("chaos-mnist-wide", "small")
+    assert sorted({r["N"] for r in small}) == [100, 250, 700, 2000]
+    assert sorted({(r["N"], r["width_exponent"]) for r in wide}) == [
+        (N, b) for N in (5000, 10000) for b in (0.5, 0.75, 1.0)]
+    strip = [{k: v for k, v in r.items() if k != "N"} for r in small]
+    assert all({k: v for k, v in r.items() if k != "N"} in strip for r in wide)
+    paper = ex.records("chaos-mnist-wide", "paper")
+    assert sorted({r["N"] for r in paper}) == [5000, 10000, 20000, 50000]
+    assert all(r["T"] == 10.0 for r in paper)
+    assert ex.get("chaos-mnist-wide").task is ex.get("chaos-mnist").task
