@@ -31,8 +31,9 @@ Registered here:
     neuron-steps, about 90 CPU-hours (the table is most of it).
 ``chaos-mnist-wide``
     chaos-mnist's ``widths`` group (same base record and task, ``T = 10``) continued to larger
-    widths: ``--scale small`` is N in {5,000, 10,000} x :math:`\beta` (6 runs, about 8
-    CPU-minutes, copy in ``book/data/``), ``--scale paper`` adds N = 20,000 and 50,000.
+    widths: ``--scale small`` is N in {5,000, 10,000} x :math:`\beta`, plus :math:`\beta = 1` with
+    another seed and with another batch stream at those widths (10 runs, about 10 CPU-minutes,
+    copy in ``book/data/``); ``--scale paper`` adds N = 20,000 and 50,000.
 ``synthetic``, ``synthetic-slow``
     a tiny Gaussian sweep for the tests (``synthetic-slow`` sleeps in every task).
 
@@ -1085,10 +1086,16 @@ register(Sweep(
 def _chaos_mnist_wide_grid(scale: str) -> list[dict]:
     """chaos-mnist's ``widths`` group continued to larger ``N`` (same base record, same task):
     ``small`` adds N = 5,000 and 10,000 to the small scale's 100 ... 2,000 at ``T = 10``;
-    ``paper`` continues the same series (``T = 10``) to N = 20,000 and 50,000."""
+    ``paper`` continues the same series (``T = 10``) to N = 20,000 and 50,000. ``small`` also
+    has beta = 1 replicates at N = 5,000 and 10,000 in chaos-mnist's groups ``inits`` (seed 1)
+    and ``streams`` (stream 1), whose N = 2,000 runs are chaos-mnist's own."""
     Ns = [5000, 10000] if scale == "small" else [5000, 10000, 20000, 50000]
     base = _chaos_mnist_base(10.0)
-    return [dict(base, group="widths", N=N, width_exponent=b) for N in Ns for b in (0.5, 0.75, 1.0)]
+    recs = [dict(base, group="widths", N=N, width_exponent=b) for N in Ns for b in (0.5, 0.75, 1.0)]
+    if scale == "small":
+        recs += [dict(base, group="inits", N=N, width_exponent=1.0, seed=1) for N in Ns]
+        recs += [dict(base, group="streams", N=N, width_exponent=1.0, stream=1) for N in Ns]
+    return recs
 
 
 register(Sweep(

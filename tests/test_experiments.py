@@ -313,10 +313,22 @@ def test_chaos_mnist_wide_continues_the_small_widths():
     small = [r for r in ex.records("chaos-mnist", "small") if r["group"] == "widths"]
     wide = ex.records("chaos-mnist-wide", "small")
     assert sorted({r["N"] for r in small}) == [100, 250, 700, 2000]
-    assert sorted({(r["N"], r["width_exponent"]) for r in wide}) == [
+    assert sorted((r["N"], r["width_exponent"]) for r in wide if r["group"] == "widths") == [
         (N, b) for N in (5000, 10000) for b in (0.5, 0.75, 1.0)]
     strip = [{k: v for k, v in r.items() if k != "N"} for r in small]
-    assert all({k: v for k, v in r.items() if k != "N"} in strip for r in wide)
+    assert all({k: v for k, v in r.items() if k != "N"} in strip
+               for r in wide if r["group"] == "widths")
+    # beta = 1 replicates: chaos-mnist's inits (seed 1) and streams (stream 1) runs at N = 2000,
+    # continued to 5000 and 10^4 with nothing else changed
+    reps = [r for r in wide if r["group"] != "widths"]
+    assert sorted((r["group"], r["N"]) for r in reps) == [
+        (g, N) for g in ("inits", "streams") for N in (5000, 10000)]
+    controls = [{k: v for k, v in r.items() if k != "N"}
+                for r in ex.records("chaos-mnist", "small")
+                if r["group"] in ("inits", "streams") and r["width_exponent"] == 1.0]
+    assert len(controls) == 2
+    assert all({k: v for k, v in r.items() if k != "N"} in controls for r in reps)
+    assert len({ex.task_key("chaos-mnist-wide", r) for r in wide}) == len(wide) == 10
     paper = ex.records("chaos-mnist-wide", "paper")
     assert sorted({r["N"] for r in paper}) == [5000, 10000, 20000, 50000]
     assert all(r["T"] == 10.0 for r in paper)
