@@ -17,6 +17,12 @@ given ``matplotlib.axes.Axes`` (a new figure when ``ax`` is None) and returns it
     neurons of a two-layer network on the lifted circle, before and after training (chapter 6).
 :func:`risk_curves`
     the risk of several runs against time (anything with ``t`` and ``risk``; chapter 5).
+:func:`run_groups`
+    risk curves of groups of replicate runs, one legend entry per group (chapters 2, 4).
+:func:`radii_cloud`
+    neurons in reduced coordinates :math:`(r_1, r_2)`, over a density's contours (chapters 2, 4).
+:func:`potential_map`
+    :math:`\log_{10}(\Psi_\lambda - \mu/2)` over a dictionary and the optimum's support (chapter 3).
 """
 
 from __future__ import annotations
@@ -25,7 +31,8 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-__all__ = ["loglog_axes", "rate_plot", "slope_text", "hist_overlay", "plot_neurons", "risk_curves"]
+__all__ = ["loglog_axes", "rate_plot", "slope_text", "hist_overlay", "plot_neurons", "risk_curves",
+           "run_groups", "radii_cloud", "potential_map"]
 
 
 def _axes(ax):
@@ -345,4 +352,115 @@ def risk_curves(ax, runs: Mapping, styles=None, *, logy: bool = False, xlim=None
         if val is not None:
             ax.set(**{key: val})
     _legend(ax, legend)
+    return ax
+
+
+def run_groups(ax, groups: Mapping, *, reference: Mapping | None = None, logx: bool = False,
+               tmax: float | None = None, xlabel: str = r"time $t = k\varepsilon$",
+               ylabel: str = r"population risk $R_N$",
+               xlim=None, ylim=None, title=None, legend=True):
+    """Risk curves of groups of replicate runs: one line per run, one legend entry per group.
+
+    Parameters
+    ----------
+    ax : matplotlib Axes or None
+    groups : mapping label -> (runs, style)
+        ``runs`` a run or a sequence of runs with arrays ``t`` and ``risk``; ``style`` a dict of
+        ``ax.plot`` keywords for every run of the group (``{"color": "k", "lw": 2}``, say). Points
+        at ``t = 0`` are dropped with ``logx``.
+    reference : mapping label -> float, optional
+        Horizontal reference lines (dotted red), an optimum say.
+    logx : bool
+        Log scale for the time.
+    tmax : float, optional
+        Draw only the points with ``t <= tmax``.
+
+    Returns
+    -------
+    ax
+    """
+    ax = _axes(ax)
+    for label, (runs, style) in groups.items():
+        runs = [runs] if hasattr(runs, "t") else list(runs)
+        for i, run in enumerate(runs):
+            t, r = np.asarray(run.t, dtype=float), np.asarray(run.risk, dtype=float)
+            keep = t > 0 if logx else np.ones(t.shape, bool)
+            if tmax is not None:
+                keep &= t <= tmax
+            ax.plot(t[keep], r[keep], label=label if i == 0 else None, **dict(style))
+    for label, value in (reference or {}).items():
+        ax.axhline(value, color="r", ls=":", label=label)
+    if logx:
+        ax.set_xscale("log")
+    ax.set(xlabel=xlabel, ylabel=ylabel)
+    for key, val in (("xlim", xlim), ("ylim", ylim), ("title", title)):
+        if val is not None:
+            ax.set(**{key: val})
+    ax.grid(alpha=0.3, which="both")
+    _legend(ax, legend)
+    return ax
+
+
+def radii_cloud(ax, clouds: Mapping, *, density=None, xlim=None, ylim=None, title=None,
+                legend=True):
+    r"""Neurons in reduced coordinates :math:`(r_1, r_2)`, optionally over a density's contours.
+
+    Parameters
+    ----------
+    ax : matplotlib Axes or None
+    clouds : mapping label -> (R, style)
+        ``R`` (n, 2) radii (``problem.radii(W)``); ``style`` a dict of ``ax.plot`` keywords
+        (drawn as points: ``ms``, ``color``, ``alpha``...). A label None is not in the legend.
+    density : (X1, X2, rho, levels), optional
+        A density on a grid (``ax.contour(X1, X2, rho, levels)``, blue).
+
+    Returns
+    -------
+    ax
+    """
+    ax = _axes(ax)
+    for label, (R, style) in clouds.items():
+        R = np.asarray(R, dtype=float)
+        if R.ndim != 2 or R.shape[1] != 2:
+            raise ValueError(f"cloud {label!r}: R must have shape (n, 2), got {R.shape}")
+        ax.plot(R[:, 0], R[:, 1], label=label, **{"ls": "none", "marker": ".", "ms": 2, **dict(style)})
+    if density is not None:
+        X1, X2, rho, levels = density
+        ax.contour(X1, X2, rho, levels=levels, cmap="Blues_r", linewidths=1)
+    ax.set(xlabel="$r_1$", ylabel="$r_2$")
+    for key, val in (("xlim", xlim), ("ylim", ylim), ("title", title)):
+        if val is not None:
+            ax.set(**{key: val})
+    _legend(ax, {"fontsize": 8, "markerscale": 2} if legend is True else legend)
+    return ax
+
+
+def potential_map(ax, dictionary, result, *, vmin: float = -4.0, vmax: float = 0.0, title=None):
+    r"""Chapter 3's optimality picture on a dictionary of reduced neurons:
+    :math:`\log_{10}(\Psi_\lambda - \mu/2)` over the atoms (clipped below at :math:`10^{v_{\min}}`;
+    it vanishes exactly on the support of an optimum) and the support, dots sized by weight.
+
+    Parameters
+    ----------
+    ax : matplotlib Axes or None
+    dictionary : :class:`mflib.statics.Dictionary`
+        Atoms (M, 2) in :math:`(r_1, r_2)`.
+    result : :class:`mflib.statics.StaticsResult`
+        Its ``Psi`` over the atoms, ``multiplier`` :math:`\mu`, ``atoms`` and ``weights``.
+
+    Returns
+    -------
+    ax
+    """
+    ax = _axes(ax)
+    level = np.log10(np.maximum(result.Psi - result.multiplier / 2, 10.0 ** vmin))
+    tc = ax.tripcolor(*np.asarray(dictionary.atoms).T, level, cmap="viridis", vmin=vmin, vmax=vmax,
+                      shading="gouraud")
+    ax.scatter(*np.asarray(result.atoms).T, s=60 * np.asarray(result.weights), c="r",
+               label=r"support of $\bar\rho^*$")
+    ax.figure.colorbar(tc, ax=ax, label=r"$\log_{10}(\Psi_{\lambda} - \mu/2)$")
+    ax.set(xlabel="$r_1$", ylabel="$r_2$", aspect="equal")
+    if title is not None:
+        ax.set(title=title)
+    ax.legend(loc="upper right")
     return ax

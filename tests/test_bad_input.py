@@ -868,6 +868,10 @@ reg("chaos.coupled", lambda: (mod(_C).coupled, {"W0": 0.3 * R(5).standard_normal
     dims=("W0", "X", "y"), pos=("runs", "dt", "base_step", "M"), nonneg=("T", "alpha", "width_exponent"),
     huge=("W0", "dt", "base_step"), alias={"W0": ("W",)}, args=("W0", "Ns", "runs", "X", "y", "T", "dt",
                                                                  "base_step"))
+reg("chaos.euler_flow", lambda: (mod(_C).euler_flow, {"W0": 0.3 * R(5).standard_normal((8, _X1.shape[1])),
+                                                       "X": _X1, "y": _y1, "T": 0.1}),
+    dims=("W0", "X", "y"), nonneg=("T", "width_exponent"), pos=("base_step",),
+    huge=("W0", "base_step"), ok={"W0": {"ndim"}}, args=("W0", "X", "y", "T", "base_step"))
 # network's vector-output functions (chapter 7's network; chaos.outputs is network.vector_forward)
 reg("network.vector_forward", lambda: (mod(_N).vector_forward, {"X": _X1, "W": _W1}), dims=("W",),
     huge=("X", "W"), ok={"X": {"empty"}, "W": {"ndim"}})

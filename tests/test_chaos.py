@@ -450,3 +450,22 @@ def test_huge_base_step_raises_divergence_with_advice():
     # a horizon shorter than one step is an input error, not an empty run
     with pytest.raises(ValueError, match="shorter than one step"):
         ch.sgd(W0[:8], X, y, base_step=1e12, T=1.0, rng=np.random.default_rng(1))
+
+
+def test_euler_flow_is_gradient_descent_on_the_empirical_risk():
+    """euler_flow: R systems at once equal R single calls (the systems do not interact), no step
+    when T is below one step, and the empirical risk falls at every horizon (noiseless descent)."""
+    rng = np.random.default_rng(7)
+    X, y = rng.standard_normal((40, 2)), np.tanh(rng.standard_normal(40))
+    W0 = 0.5 * rng.standard_normal((3, 16, 2))
+    kw = dict(base_step=0.5, width_exponent=0.5)
+    both = ch.euler_flow(W0, X, y, T=2.0, **kw)
+    for r in range(3):
+        np.testing.assert_allclose(both[r], ch.euler_flow(W0[r], X, y, T=2.0, **kw), rtol=0, atol=1e-13)
+    dt = ch.Schedule(16, 0.5, 0.0, 0.5).dt
+    np.testing.assert_array_equal(ch.euler_flow(W0[0], X, y, T=0.5 * dt, **kw), W0[0])
+    risks = [ch.empirical_risk(X, y, ch.euler_flow(W0[0], X, y, T=T, **kw), activation="tanh")
+             for T in (0.0, 0.5, 1.0, 2.0)]
+    assert all(b < a for a, b in zip(risks, risks[1:], strict=False)), risks
+    with pytest.raises(ValueError, match="W0"):
+        ch.euler_flow(np.zeros(3), X, y)

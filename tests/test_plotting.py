@@ -148,3 +148,37 @@ def test_risk_curves(ax):
     np.testing.assert_array_equal(ax.get_lines()[0].get_ydata(), runs["a"].risk)
     with pytest.raises(ValueError, match="styles"):
         plotting.risk_curves(ax, runs, ["k:"])
+
+
+def test_run_groups_one_legend_entry_per_group_and_tmax():
+    from types import SimpleNamespace
+
+    import matplotlib.pyplot as plt
+
+    t = np.linspace(0, 4, 9)
+    runs = [SimpleNamespace(t=t, risk=1 + 0.1 * k + 0 * t) for k in range(3)]
+    ax = plotting.run_groups(None, {"SGD": (runs, {"color": "C0"}), "PDE": (runs[0], {})},
+                             reference={"optimum": 0.9}, logx=True, tmax=2.0)
+    lines = [ln for ln in ax.get_lines() if len(ln.get_xdata()) > 2]
+    assert len(lines) == 4
+    assert all(0 < x <= 2.0 for ln in lines for x in ln.get_xdata())      # t = 0 dropped (log)
+    assert [x.get_text() for x in ax.get_legend().get_texts()] == ["SGD", "PDE", "optimum"]
+    plt.close(ax.figure)
+
+
+def test_radii_cloud_and_potential_map():
+    import matplotlib.pyplot as plt
+
+    from mflib import problems, statics
+
+    ax = plotting.radii_cloud(None, {"a": (np.ones((5, 2)), {"color": "r"}), None: (np.zeros((3, 2)), {})})
+    assert [len(ln.get_xdata()) for ln in ax.get_lines()] == [5, 3]
+    assert [x.get_text() for x in ax.get_legend().get_texts()] == ["a"]
+    with pytest.raises(ValueError, match="shape"):
+        plotting.radii_cloud(None, {"b": (np.ones(4), {})})
+    prob = problems.AnisotropicGaussians(6, 2, 0.5)
+    D = statics.reduced_dictionary(prob, statics.polar_grid(1.5, 8, 5), n_quad=6)
+    r = statics.solve(D)
+    ax = plotting.potential_map(None, D, r)
+    assert len(ax.collections) == 2                                        # map and support
+    plt.close("all")
