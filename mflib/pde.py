@@ -77,7 +77,6 @@ from . import activations as _act
 from . import problems as _problems
 from . import quadrature as _quad
 from . import runs as _runs
-from .quadrature import arccos1_scalar as _arccos1_scalar
 from .validation import as_array, check_int, check_real, check_rng
 
 _SQRT_2PI = np.sqrt(2.0 * np.pi)
@@ -86,10 +85,16 @@ _SQRT_2PI = np.sqrt(2.0 * np.pi)
 # ----------------------------------------------------------------------------------------------
 # The ReLU kernel averaged over the cosines (compiled: the grid needs it for ~10^6 node pairs).
 # ----------------------------------------------------------------------------------------------
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _relu_ubar(r1a, r2a, r1b, r2b, t1, w1, t2, w2, comp_p, comp_a, symmetric):
     na, nb = r1a.size, r1b.size
     out = np.zeros((na, nb))
+    nq = t2.size
+    buf = np.empty(t1.size * nq)
+    wq = np.empty(t1.size * nq)
+    for p in range(t1.size):
+        for q in range(nq):
+            wq[p * nq + q] = w1[p] * w2[q]
     for i in range(na):
         j0 = i if symmetric else 0
         for j in range(j0, nb):
@@ -103,11 +108,14 @@ def _relu_ubar(r1a, r2a, r1b, r2b, t1, w1, t2, w2, comp_p, comp_a, symmetric):
                     continue
                 x1 = a * r1a[i] * r1b[j]
                 x2 = r2a[i] * r2b[j]
+                sqAB = np.sqrt(A) * np.sqrt(B)
+                for p in range(t1.size):        # a map (no reduction): vectorises
+                    c1 = x1 * t1[p]
+                    for q in range(nq):
+                        buf[p * nq + q] = _quad.arccos1_simd(AB, c1 + x2 * t2[q], sqAB)
                 s = 0.0
-                for p in range(t1.size):
-                    for q in range(t2.size):
-                        C = x1 * t1[p] + x2 * t2[q]
-                        s += w1[p] * w2[q] * _arccos1_scalar(AB, C)
+                for m in range(buf.size):
+                    s += wq[m] * buf[m]
                 acc += comp_p[c] * s
             out[i, j] = acc
             if symmetric:

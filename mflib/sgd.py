@@ -121,7 +121,7 @@ Measured cost of a noiseless step at :math:`N = 800`, :math:`d = 320`, batch 1, 
 core: 28 us, about one read of :math:`W` (26 us); its floor is the two products,
 :math:`4Nd` flops at the matrix-multiply rate (21 us), plus drawing the sample (3 us).
 
-ReLU, truncated ReLU, sigmoid and tanh run compiled; any other
+ReLU, truncated ReLU, sigmoid, tanh and ``mmn`` run compiled; any other
 :class:`~mflib.activations.Activation` runs the same blocked scheme with its per-step part in
 vectorised NumPy (exact as well, slower).
 """
@@ -268,13 +268,13 @@ def run_reference(problem: Problem, W0, eps: float, steps: int, batch: int = 1, 
 # Fast engine: compiled kernels (numba, no fastmath: float64 results agree with the reference to
 # round-off) and the blocked driver.
 # ----------------------------------------------------------------------------------------------
-_RELU, _TRELU, _SIGMOID, _TANH, _GENERIC = 0, 1, 2, 3, -1
+_RELU, _TRELU, _SIGMOID, _TANH, _MMN, _GENERIC = 0, 1, 2, 3, 4, -1
 
 
 def _act_code(act: _act.Activation) -> int:
     """Code of a built-in activation for the compiled kernels (-1: NumPy fallback)."""
     for code, builtin in ((_RELU, _act.relu), (_TRELU, _act.truncated_relu),
-                          (_SIGMOID, _act.sigmoid), (_TANH, _act.tanh)):
+                          (_SIGMOID, _act.sigmoid), (_TANH, _act.tanh), (_MMN, _act.mmn)):
         if act is builtin:
             return code
     return _GENERIC
@@ -284,6 +284,10 @@ def _act_code(act: _act.Activation) -> int:
 def _sigma_scalar(v, code):
     if code == _TRELU:
         return 0.0 if v < 0.0 else (1.0 if v > 1.0 else v)
+    if code == _MMN:    # np.interp's formula on the knots (0, -2.5), (0.5, -4), (1.5, 7.5)
+        if v < 0.5:
+            return -2.5 if v <= 0.0 else -3.0 * v - 2.5
+        return 7.5 if v >= 1.5 else 11.5 * (v - 0.5) - 4.0
     if code == _SIGMOID:
         return 0.5 * (1.0 + math.tanh(v))
     return math.tanh(v)
@@ -293,6 +297,8 @@ def _sigma_scalar(v, code):
 def _dsigma_scalar(v, code):
     if code == _TRELU:
         return 1.0 if (v > 0.0 and v < 1.0) else 0.0
+    if code == _MMN:
+        return 0.0 if (v < 0.0 or v >= 1.5) else (-3.0 if v < 0.5 else 11.5)
     ch = math.cosh(v)
     if code == _SIGMOID:
         return 0.5 / (ch * ch)

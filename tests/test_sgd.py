@@ -69,6 +69,40 @@ def test_fast_matches_reference_teacher_student(W0, activation, steps, batch):
     assert np.abs(a.W - W0).max() > 0.01
 
 
+def test_fast_matches_reference_mmn():
+    """Chapter 4's non-monotone activation on its compiled path: the same trajectory as the
+    reference loop (d = s0 = 40, Delta = 0.8, kappa = 0.8, as the chapter's law of r), neurons
+    crossing all three kinks."""
+    p = mf.problems.AnisotropicGaussians(40, 40, 0.8, activation="mmn")
+    W0 = p.init_weights(60, 0.8, np.random.default_rng(0))
+    kw = dict(batch=2, lam=0.05)
+    a = sgd.run(p, W0, 2e-4, 3000, rng=np.random.default_rng(5), **kw)
+    b = sgd.run_reference(p, W0, 2e-4, 3000, rng=np.random.default_rng(5), **kw)
+    assert np.abs(a.W - b.W).max() <= 1e-10
+    r0, r1 = np.linalg.norm(W0, axis=1), np.linalg.norm(a.W, axis=1)
+    assert np.abs(r1 - r0).max() > 0.05
+
+
+@pytest.mark.parametrize("name", ["relu", "truncated_relu", "sigmoid", "tanh", "mmn"])
+def test_compiled_activation_equals_numpy(name):
+    """The compiled kernels' sigma and sigma' are the activation's own, on both sides of every
+    kink and exactly at it (mmn: 0, 0.5, 1.5, where sigma' is one-sided)."""
+    act = mf.activations.get(name)
+    code = sgd._act_code(act)
+    assert code != sgd._GENERIC
+    kinks = [0.0, 0.5, 1.0, 1.5]
+    t = np.concatenate([np.linspace(-3, 3, 601)] + [[k - 1e-12, k, k + 1e-12] for k in kinks])
+    if name != "relu":      # ReLU's sums and coefficients are specialised, not scalar calls
+        s = np.array([sgd._sigma_scalar(v, code) for v in t])
+        np.testing.assert_allclose(s, act.sigma(t), rtol=1e-15, atol=1e-15)
+    if name in ("truncated_relu", "mmn"):     # piecewise constant: exactly the same values
+        ds = np.array([sgd._dsigma_scalar(v, code) for v in t])
+        np.testing.assert_array_equal(ds, act.dsigma(t))
+    elif name != "relu":                      # cosh(t)**2 against cosh(t) * cosh(t)
+        ds = np.array([sgd._dsigma_scalar(v, code) for v in t])
+        np.testing.assert_allclose(ds, act.dsigma(t), rtol=1e-14, atol=0)
+
+
 def test_result_independent_of_block_and_records(problem, W0):
     ref = sgd.run(problem, W0, 0.05, 1000, rng=np.random.default_rng(2), record_risk=False)
     for kw in (dict(block=1), dict(block=7), dict(block=200), dict(n_log=15), dict(record_every=33)):
