@@ -921,7 +921,8 @@ def coupled(W0, Ns, runs: int, X, y, *, base_step: float = 1.0, alpha: float = 0
                     sup_sq_frozen=per_system(sup_frozen) if frozen else None, W_frozen=W_frozen)
 
 
-def euler_flow(W0, X, y, *, base_step: float = 1.0, width_exponent: float = 0.0, T: float = 1.0,
+def euler_flow(W0, X, y, *, base_step: float = 1.0, alpha: float = 0.0,
+               width_exponent: float = 0.0, T: float = 1.0,
                activation="tanh", loss: str = "squared") -> np.ndarray:
     r"""The noiseless particle system (6), advanced by explicit Euler with SGD's own time step and
     number of steps: SGD with the exact gradient of the empirical risk over ``(X, y)`` instead of
@@ -929,17 +930,20 @@ def euler_flow(W0, X, y, *, base_step: float = 1.0, width_exponent: float = 0.0,
     the Euler bias).
 
     ``W0`` is one system (N, p) or R independent systems (R, N, p) of ``N`` neurons each. The
-    step is :class:`Schedule` ``(N, base_step, 0, width_exponent).dt`` and the number of steps
-    ``Schedule.n_steps(T)``, exactly as :func:`sgd` with ``T``; computed by :func:`coupled` with
+    time step is :class:`Schedule` ``(N, base_step, alpha, width_exponent).dt`` and the number of
+    steps ``Schedule.n_steps(T)``, exactly as :func:`sgd` with ``T``; with ``alpha`` in (0, 1)
+    step ``n`` is multiplied by :math:`(t_n + 1)^{-\alpha}`, :math:`t_n = n\,` ``dt``, which is
+    SGD's decaying step ``Schedule.step(n) / N`` (section 7.2). Computed by :func:`coupled` with
     ``noise=False``. Returns the weights at the last step, shaped like ``W0``.
     """
+    alpha, width_exponent = _check_ab(alpha, width_exponent)
     W0 = as_array(W0, "W0")
     if W0.ndim not in (2, 3) or W0.size == 0:
         raise ValueError(f"W0 must have shape (N, p) or (R, N, p) with N, p >= 1, got {W0.shape}")
     W3 = W0[None] if W0.ndim == 2 else W0
     R, N, p = W3.shape
-    s = Schedule(N, base_step, 0.0, width_exponent)
+    s = Schedule(N, base_step, alpha, width_exponent)
     c = coupled(W3.reshape(-1, p), [N], R, X, y, noise=False, dt=s.dt, T=s.n_steps(T) * s.dt,
-                base_step=base_step, width_exponent=width_exponent, activation=activation,
-                loss=loss, rng=np.random.default_rng(0))
+                base_step=base_step, alpha=alpha, width_exponent=width_exponent,
+                activation=activation, loss=loss, rng=np.random.default_rng(0))
     return c.W_N[0][0] if W0.ndim == 2 else c.W_N[0]

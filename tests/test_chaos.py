@@ -469,3 +469,27 @@ def test_euler_flow_is_gradient_descent_on_the_empirical_risk():
     assert all(b < a for a, b in zip(risks, risks[1:], strict=False)), risks
     with pytest.raises(ValueError, match="W0"):
         ch.euler_flow(np.zeros(3), X, y)
+
+
+def test_euler_flow_with_alpha_is_exact_gradient_sgd_with_decaying_steps():
+    """euler_flow with alpha > 0 equals a plain loop of n_T exact-gradient steps
+    W <- W - Schedule.step(n) * grad_risk(W) (SGD with its noise removed), to round-off; the
+    decay matters (alpha = 0 differs), and alpha outside [0, 1) is rejected."""
+    rng = np.random.default_rng(11)
+    X, y = rng.standard_normal((12, 2)), np.tanh(rng.standard_normal(12))
+    W0 = 0.5 * rng.standard_normal((2, 8, 2))
+    kw = dict(base_step=0.7, alpha=0.25, width_exponent=0.5)
+    s = ch.Schedule(8, 0.7, 0.25, 0.5)
+    n_T = s.n_steps(3.0)
+    assert n_T >= 15
+    W = W0.copy()
+    for n in range(n_T):
+        W = W - s.step(n) * ch.grad_risk(X, y, W, activation="tanh")
+    got = ch.euler_flow(W0, X, y, T=3.0, **kw)
+    np.testing.assert_allclose(got, W, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(ch.euler_flow(W0[1], X, y, T=3.0, **kw), W[1], rtol=0, atol=1e-12)
+    flat = ch.euler_flow(W0, X, y, T=3.0, **dict(kw, alpha=0.0))
+    assert np.abs(flat - got).max() > 1e-3
+    for bad in (-0.1, 1.0):
+        with pytest.raises(ValueError, match="alpha"):
+            ch.euler_flow(W0, X, y, T=3.0, **dict(kw, alpha=bad))
