@@ -35,6 +35,9 @@ Registered here:
     widths: ``--scale small`` is N in {5,000, 10,000} x :math:`\beta`, plus :math:`\beta = 1` with
     another seed and with another batch stream at those widths (10 runs, about 10 CPU-minutes,
     copy in ``book/data/``); ``--scale paper`` adds N = 20,000 and 50,000.
+``chaos-mnist-50k``
+    the same series at N = 50,000: beta = 0.75 and 1, and beta = 1 in the two replicate draws
+    (``--scale small``, 4 runs, copy in ``book/data/``); ``--scale paper`` adds beta = 0.5.
 ``synthetic``, ``synthetic-slow``
     a tiny Gaussian sweep for the tests (``synthetic-slow`` sleeps in every task).
 
@@ -1108,6 +1111,30 @@ register(Sweep(
     cost=_chaos_mnist_cost,
     description="chaos-mnist's widths group (T = 10) continued to N = 5,000 and 10,000 "
                 "(small) or up to 50,000 (paper)"))
+
+
+def _chaos_mnist_50k_grid(scale: str) -> list[dict]:
+    """chaos-mnist-wide's series one step further, N = 50,000 (same base record and task):
+    ``small`` has beta = 0.75 and beta = 1, and beta = 1 again in the two replicate draws
+    (``inits``: seed 1; ``streams``: stream 1); ``paper`` adds beta = 0.5 (about 2 CPU-hours
+    alone: 2,236 steps of 1.6e11 flops)."""
+    base = _chaos_mnist_base(10.0)
+    betas = (0.75, 1.0) if scale == "small" else (0.5, 0.75, 1.0)
+    recs = [dict(base, group="widths", N=50000, width_exponent=b) for b in betas]
+    recs += [dict(base, group="inits", N=50000, width_exponent=1.0, seed=1),
+             dict(base, group="streams", N=50000, width_exponent=1.0, stream=1)]
+    return recs
+
+
+register(Sweep(
+    name="chaos-mnist-50k", task=_chaos_mnist_task, grid=_chaos_mnist_50k_grid, version="1",
+    dims=(),
+    result_dims={"q_lattice": ("level", "coord"), "q_shown": ("fine_level", "shown"),
+                 "shown_index": ("shown",), "lattice_index": ("coord",),
+                 "correct_test": ("test_image",), "correct_test_avg": ("test_image",)},
+    cost=_chaos_mnist_cost,
+    description="chaos-mnist-wide's series at N = 50,000: beta = 0.75 and 1 and the two beta = 1 "
+                "replicate draws (small), beta = 0.5 as well (paper)"))
 
 
 # ----------------------------------------------------------------------------------------------
