@@ -25,9 +25,10 @@ Registered here:
     stores accuracies, the correctness of each of the 2,000 test digits (paired comparisons), and
     quantiles of 250 weight coordinates (10 classes x a 5 x 5 pixel lattice). ``--scale small``
     (the copy in ``book/data/``): ``T = 10``, ``N`` up to 2,000, table at ``N = 500``, ``T = 500`` and
-    ``T = 2,000`` (whether the table has converged in ``T``). Without the ``T = 2,000`` runs:
-    about 19 million neuron-steps (with batch 100), measured 12.3 CPU-minutes (29 minutes of
-    wall time for two workers at ``nice -n 10`` on a shared two-core machine). ``--scale paper``: widths
+    ``T = 2,000`` (whether the table has converged in ``T``), and beta = 1 also at
+    ``T = 8,000``. Without the ``T = 2,000`` and ``8,000`` runs: about 19 million neuron-steps
+    (with batch 100), measured 12.3 CPU-minutes (29 minutes of wall time for two workers at
+    ``nice -n 10`` on a shared two-core machine). ``--scale paper``: widths
     100 to 50,000 at ``T = 100`` and the table at ``N = 5,000``, ``T = 10^4``, ten seeds: 1.05e10
     neuron-steps, about 90 CPU-hours (the table is most of it).
 ``chaos-mnist-wide``
@@ -1054,11 +1055,11 @@ def _chaos_mnist_grid(scale: str) -> list[dict]:
     if scale == "small":
         Ns, T, top = [100, 250, 700, 2000], 10.0, 2000
         big_M, gammas = [400, 1600, 6400], [0.25, 0.0625]
-        table = dict(N=500, T=[500.0, 2000.0], seeds=[0, 1, 2, 3, 4])
+        table = dict(N=500, T=[500.0, 2000.0], seeds=[0, 1, 2, 3, 4], long_T=8000.0)
     else:
         Ns, T, top = [100, 1000, 10000, 50000], 100.0, 50000
         big_M, gammas = [400, 1600, 6400], [0.25, 0.0625]
-        table = dict(N=5000, T=[10000.0], seeds=list(range(10)))
+        table = dict(N=5000, T=[10000.0], seeds=list(range(10)), long_T=None)
     base = _chaos_mnist_base(T)
     recs = [dict(base, group="widths", N=N, width_exponent=b) for N in Ns for b in (0.5, 0.75, 1.0)]
     recs += [dict(base, group="streams", N=top, width_exponent=b, stream=1) for b in (0.5, 0.75, 1.0)]
@@ -1069,6 +1070,9 @@ def _chaos_mnist_grid(scale: str) -> list[dict]:
     recs += [dict(base, group="lownoise", N=top, width_exponent=1.0, M=m) for m in big_M if m != 1600]
     recs += [dict(base, group="table", N=table["N"], T=T, width_exponent=b, seed=s, stream=s,
                   eval_train=True) for T in table["T"] for s in table["seeds"] for b in (0.75, 1.0)]
+    if table["long_T"]:     # beta = 1 still learns at T = 2000 (beta = 0.75 interpolates there)
+        recs += [dict(base, group="table", N=table["N"], T=table["long_T"], width_exponent=1.0,
+                      seed=s, stream=s, eval_train=True) for s in table["seeds"]]
     return recs
 
 

@@ -288,7 +288,7 @@ def test_chaos_mnist_grid_and_task():
     small = ex.records("chaos-mnist", "small")
     groups = [r["group"] for r in small]
     assert {g: groups.count(g) for g in set(groups)} == {
-        "widths": 12, "streams": 3, "inits": 2, "gamma": 2, "lownoise": 5, "table": 20}
+        "widths": 12, "streams": 3, "inits": 2, "gamma": 2, "lownoise": 5, "table": 25}
     assert len({ex.task_key("chaos-mnist", r) for r in small}) == len(small)   # no duplicate task
     table = [r for r in small if r["group"] == "table"]
     assert {(r["seed"], r["stream"]) for r in table} == {(s, s) for s in range(5)}   # paired seeds
