@@ -1076,19 +1076,26 @@ def _chaos_mnist_grid(scale: str) -> list[dict]:
     return recs
 
 
+#: Result dimensions of the task shared by chaos-mnist, chaos-mnist-wide and chaos-mnist-50k.
+_CHAOS_MNIST_DIMS = {"q_lattice": ("level", "coord"), "q_shown": ("fine_level", "shown"),
+                     "shown_index": ("shown",), "lattice_index": ("coord",),
+                     "correct_test": ("test_image",), "correct_test_avg": ("test_image",)}
+
+
 def _chaos_mnist_cost(rec: dict) -> float:
     return _chaos_cost(rec) * rec["M"] / 100.0
 
 
-register(Sweep(
-    name="chaos-mnist", task=_chaos_mnist_task, grid=_chaos_mnist_grid, version="1",
-    dims=(),
-    result_dims={"q_lattice": ("level", "coord"), "q_shown": ("fine_level", "shown"),
-                 "shown_index": ("shown",), "lattice_index": ("coord",),
-                 "correct_test": ("test_image",), "correct_test_avg": ("test_image",)},
-    cost=_chaos_mnist_cost,
-    description="chapter 7's controls on MNIST: widths x beta, a second batch stream, other "
-                "initial weights, base_step -> 0, large batches, and table 1 with paired seeds"))
+def _register_mnist(name: str, grid, description: str) -> None:
+    """Register a sweep of chaos-mnist's task (same record fields and result dimensions)."""
+    register(Sweep(name=name, task=_chaos_mnist_task, grid=grid, version="1", dims=(),
+                   result_dims=_CHAOS_MNIST_DIMS, cost=_chaos_mnist_cost,
+                   description=description))
+
+
+_register_mnist("chaos-mnist", _chaos_mnist_grid,
+                "chapter 7's controls on MNIST: widths x beta, a second batch stream, other initial "
+                "weights, base_step -> 0, large batches, and table 1 with paired seeds")
 
 
 def _chaos_mnist_wide_grid(scale: str) -> list[dict]:
@@ -1098,23 +1105,23 @@ def _chaos_mnist_wide_grid(scale: str) -> list[dict]:
     has beta = 1 replicates at N = 5,000 and 10,000 in chaos-mnist's groups ``inits`` (seed 1)
     and ``streams`` (stream 1), whose N = 2,000 runs are chaos-mnist's own."""
     Ns = [5000, 10000] if scale == "small" else [5000, 10000, 20000, 50000]
+    return _width_series(Ns, (0.5, 0.75, 1.0), replicates=scale == "small")
+
+
+def _width_series(Ns, betas, replicates: bool) -> list[dict]:
+    """chaos-mnist's ``widths`` records (``T = 10``) at widths ``Ns`` x ``betas``, and, with
+    ``replicates``, beta = 1 in the draws of groups ``inits`` (seed 1) and ``streams`` (stream 1)."""
     base = _chaos_mnist_base(10.0)
-    recs = [dict(base, group="widths", N=N, width_exponent=b) for N in Ns for b in (0.5, 0.75, 1.0)]
-    if scale == "small":
+    recs = [dict(base, group="widths", N=N, width_exponent=b) for N in Ns for b in betas]
+    if replicates:
         recs += [dict(base, group="inits", N=N, width_exponent=1.0, seed=1) for N in Ns]
         recs += [dict(base, group="streams", N=N, width_exponent=1.0, stream=1) for N in Ns]
     return recs
 
 
-register(Sweep(
-    name="chaos-mnist-wide", task=_chaos_mnist_task, grid=_chaos_mnist_wide_grid, version="1",
-    dims=(),
-    result_dims={"q_lattice": ("level", "coord"), "q_shown": ("fine_level", "shown"),
-                 "shown_index": ("shown",), "lattice_index": ("coord",),
-                 "correct_test": ("test_image",), "correct_test_avg": ("test_image",)},
-    cost=_chaos_mnist_cost,
-    description="chaos-mnist's widths group (T = 10) continued to N = 5,000 and 10,000 "
-                "(small) or up to 50,000 (paper)"))
+_register_mnist("chaos-mnist-wide", _chaos_mnist_wide_grid,
+                "chaos-mnist's widths group (T = 10) continued to N = 5,000 and 10,000 (small) or "
+                "up to 50,000 (paper)")
 
 
 def _chaos_mnist_50k_grid(scale: str) -> list[dict]:
@@ -1122,23 +1129,13 @@ def _chaos_mnist_50k_grid(scale: str) -> list[dict]:
     ``small`` has beta = 0.75 and beta = 1, and beta = 1 again in the two replicate draws
     (``inits``: seed 1; ``streams``: stream 1); ``paper`` adds beta = 0.5 (about 2 CPU-hours
     alone: 2,236 steps of 1.6e11 flops)."""
-    base = _chaos_mnist_base(10.0)
     betas = (0.75, 1.0) if scale == "small" else (0.5, 0.75, 1.0)
-    recs = [dict(base, group="widths", N=50000, width_exponent=b) for b in betas]
-    recs += [dict(base, group="inits", N=50000, width_exponent=1.0, seed=1),
-             dict(base, group="streams", N=50000, width_exponent=1.0, stream=1)]
-    return recs
+    return _width_series([50000], betas, replicates=True)
 
 
-register(Sweep(
-    name="chaos-mnist-50k", task=_chaos_mnist_task, grid=_chaos_mnist_50k_grid, version="1",
-    dims=(),
-    result_dims={"q_lattice": ("level", "coord"), "q_shown": ("fine_level", "shown"),
-                 "shown_index": ("shown",), "lattice_index": ("coord",),
-                 "correct_test": ("test_image",), "correct_test_avg": ("test_image",)},
-    cost=_chaos_mnist_cost,
-    description="chaos-mnist-wide's series at N = 50,000: beta = 0.75 and 1 and the two beta = 1 "
-                "replicate draws (small), beta = 0.5 as well (paper)"))
+_register_mnist("chaos-mnist-50k", _chaos_mnist_50k_grid,
+                "chaos-mnist-wide's series at N = 50,000: beta = 0.75 and 1 and the two beta = 1 "
+                "replicate draws (small), beta = 0.5 as well (paper)")
 
 
 # ----------------------------------------------------------------------------------------------
