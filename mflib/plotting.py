@@ -435,6 +435,29 @@ def radii_cloud(ax, clouds: Mapping, *, density=None, xlim=None, ylim=None, titl
     return ax
 
 
+def runs_and_cloud(pde_run, sgd_runs, radii, density, *, tmax: float, color="C0",
+                   risk_ylim=None, cloud_xlim=None, cloud_ylim=None, risk_title=None,
+                   cloud_title=None):
+    r"""Chapter 4's two-panel view of one step size: the PDE's risk (black) with SGD's replicate
+    runs (:func:`run_groups`, up to ``tmax``), and one run's neurons in :math:`(r_1, r_2)` over the
+    PDE's density at that time (:func:`radii_cloud`, ``density = (X1, X2, rho, levels)``).
+
+    ``sgd_runs`` is a sequence of runs with ``t`` and ``risk``; ``radii`` an (n, 2) array.
+    Returns the figure.
+    """
+    import matplotlib.pyplot as plt
+
+    fig, (a0, a1) = plt.subplots(1, 2, figsize=(10, 3.4), layout="constrained")
+    style = {"color": color, "marker": ".", "ms": 3, "lw": 0.8}
+    sgd_runs = list(sgd_runs)
+    run_groups(a0, {"PDE": (pde_run, {"color": "k", "lw": 2}),
+                    f"SGD, {len(sgd_runs)} runs": (sgd_runs, style)},
+               tmax=tmax, ylim=risk_ylim, title=risk_title)
+    radii_cloud(a1, {None: (radii, {"ms": 1.5, "color": "C3", "alpha": 0.3})}, density=density,
+                xlim=cloud_xlim, ylim=cloud_ylim, title=cloud_title)
+    return fig
+
+
 def potential_map(ax, dictionary, result, *, vmin: float = -4.0, vmax: float = 0.0, title=None):
     r"""Chapter 3's optimality picture on a dictionary of reduced neurons:
     :math:`\log_{10}(\Psi_\lambda - \mu/2)` over the atoms (clipped below at :math:`10^{v_{\min}}`;

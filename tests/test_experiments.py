@@ -347,3 +347,14 @@ def test_book_copies_are_the_current_grids(name):
     assert int(ds.attrs["tasks_done"]) == int(ds.attrs["tasks_total"]) == ds.sizes["task"]
     for key in ("command_line", "wall_clock", "machine", "cpu_user_s"):
         assert key in ds.attrs, key
+
+
+def test_chaos_mnist_50k_continues_the_wide_series():
+    """chaos-mnist-50k is chaos-mnist-wide's records at N = 50,000 (same task, base record and
+    draws), so its runs extend the same nested series."""
+    wide = [dict(r, N=50000) for r in ex.records("chaos-mnist-wide", "small") if r["N"] == 10000]
+    big = ex.records("chaos-mnist-50k", "small")
+    assert all(r in wide for r in big) and len(big) == 4
+    assert {r["width_exponent"] for r in big if r["group"] == "widths"} == {0.75, 1.0}
+    assert {r["width_exponent"] for r in ex.records("chaos-mnist-50k", "paper")} == {0.5, 0.75, 1.0}
+    assert ex.get("chaos-mnist-50k").task is ex.get("chaos-mnist").task

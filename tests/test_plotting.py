@@ -182,3 +182,23 @@ def test_radii_cloud_and_potential_map():
     ax = plotting.potential_map(None, D, r)
     assert len(ax.collections) == 2                                        # map and support
     plt.close("all")
+
+
+def test_runs_and_cloud_two_panels():
+    from types import SimpleNamespace
+
+    import matplotlib.pyplot as plt
+
+    t = np.linspace(0, 4, 9)
+    runs = [SimpleNamespace(t=t, risk=1 + 0.1 * k + 0 * t) for k in range(3)]
+    x = np.linspace(0, 1, 5)
+    X1, X2 = np.meshgrid(x, x, indexing="ij")
+    fig = plotting.runs_and_cloud(runs[0], runs, np.ones((7, 2)), (X1, X2, X1 + X2, [0.5, 1.0]),
+                                  tmax=2.0, risk_title="left", cloud_title="right")
+    a0, a1 = fig.axes
+    assert [x.get_text() for x in a0.get_legend().get_texts()] == ["PDE", "SGD, 3 runs"]
+    assert all(x <= 2.0 for ln in a0.get_lines() for x in ln.get_xdata())
+    assert len(a1.get_lines()[0].get_xdata()) == 7 and a1.get_title() == "right"
+    with pytest.raises(ValueError, match="shape"):
+        plotting.runs_and_cloud(runs[0], runs, np.ones(4), None, tmax=2.0)
+    plt.close("all")
