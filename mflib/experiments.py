@@ -39,6 +39,13 @@ Registered here:
 ``chaos-mnist-50k``
     the same series at N = 50,000: beta = 0.75 and 1, and beta = 1 in the two replicate draws
     (``--scale small``, 4 runs, copy in ``book/data/``); ``--scale paper`` adds beta = 0.5.
+``chaos-mnist-t100``
+    the same task at the paper's horizon ``T = 100``: the widths series N in {100, 1,000, 10,000}
+    x :math:`\beta`, N = 50,000 at :math:`\beta` = 0.75 and 1, :math:`\beta = 1` in the two
+    replicate draws (other seed, other stream) at every width, and the low-noise control
+    (:math:`\beta = 1`, batch 1,600) at N = 1,000 and 10,000 (``--scale small``, 21 runs, about 2
+    CPU-hours, copy in ``book/data/``); ``--scale paper`` adds :math:`\beta = 0.5` at N = 50,000
+    (22,360 steps, about 10 CPU-hours).
 ``synthetic``, ``synthetic-slow``
     a tiny Gaussian sweep for the tests (``synthetic-slow`` sleeps in every task).
 
@@ -1108,10 +1115,11 @@ def _chaos_mnist_wide_grid(scale: str) -> list[dict]:
     return _width_series(Ns, (0.5, 0.75, 1.0), replicates=scale == "small")
 
 
-def _width_series(Ns, betas, replicates: bool) -> list[dict]:
-    """chaos-mnist's ``widths`` records (``T = 10``) at widths ``Ns`` x ``betas``, and, with
-    ``replicates``, beta = 1 in the draws of groups ``inits`` (seed 1) and ``streams`` (stream 1)."""
-    base = _chaos_mnist_base(10.0)
+def _width_series(Ns, betas, replicates: bool, T: float = 10.0) -> list[dict]:
+    """chaos-mnist's ``widths`` records (horizon ``T``, default 10) at widths ``Ns`` x ``betas``,
+    and, with ``replicates``, beta = 1 in the draws of groups ``inits`` (seed 1) and ``streams``
+    (stream 1)."""
+    base = _chaos_mnist_base(T)
     recs = [dict(base, group="widths", N=N, width_exponent=b) for N in Ns for b in betas]
     if replicates:
         recs += [dict(base, group="inits", N=N, width_exponent=1.0, seed=1) for N in Ns]
@@ -1136,6 +1144,25 @@ def _chaos_mnist_50k_grid(scale: str) -> list[dict]:
 _register_mnist("chaos-mnist-50k", _chaos_mnist_50k_grid,
                 "chaos-mnist-wide's series at N = 50,000: beta = 0.75 and 1 and the two beta = 1 "
                 "replicate draws (small), beta = 0.5 as well (paper)")
+
+
+def _chaos_mnist_t100_grid(scale: str) -> list[dict]:
+    """The widths series at the paper's horizon ``T = 100`` (same base record and task as
+    chaos-mnist): N in {100, 1,000, 10,000} x beta in {0.5, 0.75, 1} and N = 50,000 at beta = 0.75
+    and 1; beta = 1 in the two replicate draws (``inits``: seed 1, ``streams``: stream 1) at every
+    N; and the low-noise control (beta = 1, batch 1,600) at N = 1,000 and 10,000. ``paper`` adds
+    beta = 0.5 at N = 50,000 (22,360 steps: about 10 CPU-hours alone)."""
+    recs = _width_series([100, 1000, 10000], (0.5, 0.75, 1.0), replicates=True, T=100.0)
+    recs += _width_series([50000], (0.75, 1.0) if scale == "small" else (0.5, 0.75, 1.0),
+                          replicates=True, T=100.0)
+    base = _chaos_mnist_base(100.0)
+    recs += [dict(base, group="lownoise", N=N, width_exponent=1.0, M=1600) for N in (1000, 10000)]
+    return recs
+
+
+_register_mnist("chaos-mnist-t100", _chaos_mnist_t100_grid,
+                "chaos-mnist's widths series at the paper's horizon T = 100: N = 100 ... 10,000 x "
+                "beta, N = 50,000 at beta = 0.75 and 1, beta = 1 replicate draws, low-noise control")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -335,7 +335,8 @@ def test_chaos_mnist_wide_continues_the_small_widths():
     assert ex.get("chaos-mnist-wide").task is ex.get("chaos-mnist").task
 
 
-@pytest.mark.parametrize("name", ["chaos-mnist", "chaos-mnist-wide", "chaos-mnist-50k"])
+@pytest.mark.parametrize("name", ["chaos-mnist", "chaos-mnist-wide", "chaos-mnist-50k",
+                                  "chaos-mnist-t100"])
 def test_book_copies_are_the_current_grids(name):
     """Chapter 7 reads book/data copies of the small sweeps: each must hold exactly the records of
     the registered small grid at the current code version (a changed grid or task version makes
@@ -358,3 +359,29 @@ def test_chaos_mnist_50k_continues_the_wide_series():
     assert {r["width_exponent"] for r in big if r["group"] == "widths"} == {0.75, 1.0}
     assert {r["width_exponent"] for r in ex.records("chaos-mnist-50k", "paper")} == {0.5, 0.75, 1.0}
     assert ex.get("chaos-mnist-50k").task is ex.get("chaos-mnist").task
+
+
+def test_chaos_mnist_t100_is_the_series_at_the_papers_horizon():
+    """chaos-mnist-t100 is chaos-mnist's records (same task, base record, draws) with T = 100: the
+    widths series for every beta up to 10^4 and at 5 10^4 for beta = 0.75 and 1, the beta = 1
+    replicate draws at every width, and the low-noise control; paper adds beta = 0.5 at 5 10^4."""
+    t100 = ex.records("chaos-mnist-t100", "small")
+    assert all(r["T"] == 100.0 for r in t100)
+    assert ex.get("chaos-mnist-t100").task is ex.get("chaos-mnist").task
+    at10 = [dict(r, T=10.0) for r in t100]
+    known = (ex.records("chaos-mnist", "small") + ex.records("chaos-mnist-wide", "paper")
+             + ex.records("chaos-mnist-50k", "small"))
+    # every run but the low-noise ones is a stored T = 10 record's twin (up to N)
+    strip = [{k: v for k, v in r.items() if k != "N"} for r in known]
+    assert all({k: v for k, v in r.items() if k != "N"} in strip for r in at10)
+    widths = sorted((r["N"], r["width_exponent"]) for r in t100 if r["group"] == "widths")
+    assert widths == [(N, b) for N in (100, 1000, 10000) for b in (0.5, 0.75, 1.0)] + [
+        (50000, 0.75), (50000, 1.0)]
+    for g in ("inits", "streams"):
+        assert sorted(r["N"] for r in t100 if r["group"] == g) == [100, 1000, 10000, 50000]
+        assert all(r["width_exponent"] == 1.0 for r in t100 if r["group"] == g)
+    assert sorted((r["N"], r["M"]) for r in t100 if r["group"] == "lownoise") == [
+        (1000, 1600), (10000, 1600)]
+    assert len({ex.task_key("chaos-mnist-t100", r) for r in t100}) == len(t100) == 21
+    paper = ex.records("chaos-mnist-t100", "paper")
+    assert (50000, 0.5) in {(r["N"], r["width_exponent"]) for r in paper if r["group"] == "widths"}
