@@ -45,7 +45,7 @@ Registered here:
     replicate draws (other seed, other stream) at every width, and the low-noise control
     (:math:`\beta = 1`, batch 1,600) at N = 1,000 and 10,000 (``--scale small``, 21 runs, about 2
     CPU-hours, copy in ``book/data/``); ``--scale paper`` adds :math:`\beta = 0.5` at N = 50,000
-    (22,360 steps, about 10 CPU-hours).
+    (22,360 steps, about 11 CPU-hours).
 ``synthetic``, ``synthetic-slow``
     a tiny Gaussian sweep for the tests (``synthetic-slow`` sleeps in every task).
 
@@ -1151,7 +1151,7 @@ def _chaos_mnist_t100_grid(scale: str) -> list[dict]:
     chaos-mnist): N in {100, 1,000, 10,000} x beta in {0.5, 0.75, 1} and N = 50,000 at beta = 0.75
     and 1; beta = 1 in the two replicate draws (``inits``: seed 1, ``streams``: stream 1) at every
     N; and the low-noise control (beta = 1, batch 1,600) at N = 1,000 and 10,000. ``paper`` adds
-    beta = 0.5 at N = 50,000 (22,360 steps: about 10 CPU-hours alone)."""
+    beta = 0.5 at N = 50,000 (22,360 steps: about 11 CPU-hours alone)."""
     recs = _width_series([100, 1000, 10000], (0.5, 0.75, 1.0), replicates=True, T=100.0)
     recs += _width_series([50000], (0.75, 1.0) if scale == "small" else (0.5, 0.75, 1.0),
                           replicates=True, T=100.0)
