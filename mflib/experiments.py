@@ -43,8 +43,8 @@ Registered here:
     the same task at the paper's horizon ``T = 100``: the widths series N in {100, 1,000, 10,000}
     x :math:`\beta`, N = 50,000 at :math:`\beta` = 0.75 and 1, :math:`\beta = 1` in the two
     replicate draws (other seed, other stream) at every width, and the low-noise control
-    (:math:`\beta = 1`, batch 1,600) at N = 1,000 and 10,000 (``--scale small``, 21 runs, about 2
-    CPU-hours, copy in ``book/data/``); ``--scale paper`` adds :math:`\beta = 0.5` at N = 50,000
+    (:math:`\beta = 1`, batch 1,600) at N = 1,000 and 10,000 (``--scale small``, 21 runs, 130
+    CPU-minutes measured, copy in ``book/data/``); ``--scale paper`` adds :math:`\beta = 0.5` at N = 50,000
     (22,360 steps, about 11 CPU-hours).
 ``synthetic``, ``synthetic-slow``
     a tiny Gaussian sweep for the tests (``synthetic-slow`` sleeps in every task).

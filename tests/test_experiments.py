@@ -371,7 +371,7 @@ def test_chaos_mnist_t100_is_the_series_at_the_papers_horizon():
     at10 = [dict(r, T=10.0) for r in t100]
     known = (ex.records("chaos-mnist", "small") + ex.records("chaos-mnist-wide", "paper")
              + ex.records("chaos-mnist-50k", "small"))
-    # every run but the low-noise ones is a stored T = 10 record's twin (up to N)
+    # every run is a stored T = 10 record's twin up to N (low-noise: chaos-mnist's M = 1600)
     strip = [{k: v for k, v in r.items() if k != "N"} for r in known]
     assert all({k: v for k, v in r.items() if k != "N"} in strip for r in at10)
     widths = sorted((r["N"], r["width_exponent"]) for r in t100 if r["group"] == "widths")
